@@ -1,0 +1,183 @@
+"""The `itsm-bridge` command. The only place that turns exceptions into messages and exit codes.
+
+Exit codes: 0 ok; 1 findings (verification failed, work left undelivered, demo did not converge);
+2 usage or config error. Humans get tables; every reporting command takes ``--json`` for machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigError
+
+console = Console()
+err_console = Console(stderr=True)
+
+CONFIG_HELP = "Path of config.toml (default: $ITSM_BRIDGE_CONFIG or ./config.toml)."
+
+
+def _config_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                        default=lambda: os.environ.get("ITSM_BRIDGE_CONFIG", "config.toml"),
+                        show_default="config.toml", help=CONFIG_HELP)(function)
+
+
+def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")(function)
+
+
+def handle_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Config errors exit 2 with every problem listed; other bridge errors exit 1 with their message."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as exc:
+            err_console.print(f"[bold red]config error[/] {exc}", highlight=False, markup=True)
+            sys.exit(2)
+        except BridgeError as exc:
+            err_console.print(f"[bold red]error[/] {exc}", highlight=False)
+            sys.exit(1)
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="itsm-bridge")
+def main(verbose: int) -> None:
+    """Keep PagerDuty (and other responder tools) in step with ServiceNow, with an audit trail.
+
+    \b
+    Start here:
+      itsm-bridge demo                         see it work end to end on simulators (about 30 s)
+      itsm-bridge sandbox                      run the simulators to try your own config
+      itsm-bridge config validate --config F   check a config before going live
+      itsm-bridge run --config F               run the daemon (webhooks, polls, delivery)
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def load(config_path: Path) -> Config:
+    return load_config(config_path)
+
+
+# -- run / sync -------------------------------------------------------------------------------------
+@main.command()
+@_config_option
+@click.option("--host", help="Address to listen on (default: [server] host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: [server] port, 8080).")
+@handle_errors
+def run(config_path: Path, host: str | None, port: int | None) -> None:
+    """Run the daemon: webhook server, scheduled polls and delivery, until SIGTERM.
+
+    Webhooks go to POST /webhooks/<connection name>; GET /healthz and GET /metrics (Prometheus) are
+    served on the same port. Unfinished work survives a stop or a crash and resumes on the next start.
+    """
+    from bridge.daemon import Daemon
+    from bridge.runtime import Runtime
+
+    config = load(config_path)
+    runtime = Runtime.build(config)
+    runtime.store.create_schema()
+    daemon = Daemon(runtime, host=host or config.server.host, port=port if port is not None else config.server.port)
+    err_console.print(f"itsm-bridge: {len(runtime.routes)} route(s), listening on "
+                      f"{host or config.server.host}:{port if port is not None else config.server.port}")
+    daemon.run()
+
+
+@main.command()
+@_config_option
+@click.option("--once", is_flag=True, required=True, help="Run one poll-and-deliver cycle and exit.")
+@_json_option
+@handle_errors
+def sync(config_path: Path, once: bool, as_json: bool) -> None:
+    """Poll every connection once, process and deliver everything due, then exit.
+
+    Exits 1 if anything is left undelivered or dead-lettered, so a cron job or CI notices.
+    """
+    from bridge.daemon import sync_once
+    from bridge.runtime import Runtime
+
+    runtime = Runtime.build(load(config_path))
+    runtime.store.create_schema()
+    report = sync_once(runtime)
+    data = {"ok": report.ok, "poll_errors": report.poll_errors, "inbox_pending": report.inbox_pending,
+            "outbox_pending": report.outbox_pending, "dead_letters": report.dead_letters}
+    if as_json:
+        print_json(data)
+    else:
+        console.print(kv_table("sync --once", {k: v for k, v in data.items() if k != "poll_errors"}))
+        for error in report.poll_errors:
+            err_console.print(f"[red]{error}[/]")
+        if report.outbox_pending:
+            err_console.print("Some writes are waiting to retry: see itsm-bridge status.")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@_config_option
+@_json_option
+@handle_errors
+def status(config_path: Path, as_json: bool) -> None:
+    """Queue depths, retrying writes and open dead-letters. Exit 1 if anything is dead-lettered."""
+    from bridge.status import status_report
+    from bridge.store import Store
+
+    config = load(config_path)
+    store = Store(config.database.url, base_dir=config.base_dir)
+    store.create_schema()
+    report = status_report(store)
+    if as_json:
+        print_json(report)
+    else:
+        console.print(kv_table("itsm-bridge status", {k: v for k, v in report.items()
+                                                        if not isinstance(v, list)}))
+        if report["events_waiting_behind_dead_letters"]:
+            err_console.print(f"[bold red]{report['events_waiting_behind_dead_letters']} event(s) are held back "
+                              "behind dead-lettered events of the same incident: replay or discard them.[/]")
+        for letter in report["open_dead_letters"]:
+            err_console.print(f"[red]dead-letter {letter['id']}[/] ({letter['kind']}, {letter['connection']}): "
+                              f"{letter['error']}", highlight=False)
+    sys.exit(1 if report["dead_letters"] else 0)
+
+
+def _register_subcommands() -> None:
+    from bridge.cli_admin import audit_group, config_group, dead_letter_group, mappings_group
+    from bridge.cli_demo import demo, sandbox
+
+    for command in (config_group, mappings_group, audit_group, dead_letter_group, demo, sandbox):
+        main.add_command(command)
+
+
+_register_subcommands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,228 @@
+"""config.toml: read with tomllib, validated with pydantic (unknown keys are errors), every problem at once.
+
+`load_config(path)` returns a `Config` or raises `ConfigError` listing each problem with its location
+(``routes[0].fields.impact``), the bad value and a hint. Cross-references (a route naming a connection
+that does not exist, a preset that does not exist, a mapping that does not compile) are checked here
+too, so `itsm-bridge config validate` catches them before the daemon starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bridge.errors import ConfigError, ConfigProblem
+from bridge.secrets import SECRET_HINT, is_secret_ref
+
+MATCH_KEYS = ("service", "urgency", "priority", "status", "title_contains")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _secret_ref(value: str | None) -> str | None:
+    if value is not None and not is_secret_ref(value):
+        raise ValueError(f"must be a secret reference, got an inline value ({SECRET_HINT})")
+    return value
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///itsm-bridge.db"
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(262_144, ge=1024, description="PagerDuty drops bodies over 256 KB")
+
+
+class SyncConfig(_Strict):
+    """Outbox policy: how long the bridge keeps trying before an op is dead-lettered."""
+
+    max_attempts: int = Field(8, ge=1)
+    backoff_seconds: float = Field(2.0, gt=0)
+    max_backoff_seconds: float = Field(300.0, gt=0)
+    http_attempts: int = Field(4, ge=1, description="tries per HTTP request before the outbox takes over")
+    http_max_wait_seconds: float = Field(10.0, gt=0)
+
+
+class PagerDutyConnection(_Strict):
+    type: Literal["pagerduty"]
+    api_url: str = "https://api.pagerduty.com"
+    token: str
+    webhook_secret: str | None = None
+    from_email: str
+    poll_interval: float = Field(60.0, gt=0, description="seconds between catch-up polls")
+    catch_up_hours: int = Field(168, ge=1, le=4320)
+
+    _check_token = field_validator("token", "webhook_secret")(_secret_ref)
+
+
+class ServiceNowConnection(_Strict):
+    type: Literal["servicenow"]
+    instance_url: str
+    username: str
+    password: str
+    table: str = "incident"
+    poll_interval: float = Field(15.0, gt=0, description="seconds between reads of desk changes")
+    poll_query: str = "correlation_displaySTARTSWITHitsm-bridge"
+
+    _check_secrets = field_validator("username", "password")(_secret_ref)
+
+
+Connection = Annotated[Union[PagerDutyConnection, ServiceNowConnection], Field(discriminator="type")]
+
+#: Which config keys of each connection type hold secret references (resolved when building connectors).
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "pagerduty": ("token", "webhook_secret"),
+    "servicenow": ("username", "password"),
+}
+
+
+class RouteConfig(_Strict):
+    name: str = Field(min_length=1)
+    source: str
+    target: str
+    preset: str | None = None
+    enabled: bool = True
+    match: dict[str, list[str]] = Field(default_factory=dict)
+    fields: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notes: dict[str, Any] = Field(default_factory=dict)
+    back: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("match")
+    @classmethod
+    def _known_match_keys(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key in value:
+            if key not in MATCH_KEYS:
+                raise ValueError(f"unknown match key {key!r}; use one of {', '.join(MATCH_KEYS)}")
+        return value
+
+
+class Config(_Strict):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    connections: dict[str, Connection] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    compliance: dict[str, Any] = Field(default_factory=dict)
+    #: Directory of the config file: relative ``file:`` secrets and SQLite paths resolve against it.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def route(self, name: str) -> RouteConfig:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        known = ", ".join(r.name for r in self.routes) or "none"
+        raise KeyError(f"no route named {name!r} (routes: {known})")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and cross-check a config file; `ConfigError` lists every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigProblem("(file)", f"cannot read: {exc.strerror}",
+                                                    "pass --config with the path of your config.toml")]) from None
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_config(text: str, *, source: str = "config.toml", base_dir: Path = Path(".")) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [ConfigProblem("(syntax)", str(exc), "check the TOML syntax at that line")]) from None
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(source, [_problem(error, data) for error in exc.errors()]) from None
+    problems = check_references(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def check_references(config: Config) -> list[ConfigProblem]:
+    """Problems pydantic cannot see: dangling names, duplicate routes, mappings that do not compile."""
+    from bridge.registry import roles_of
+    from bridge.routing import compile_route
+
+    problems: list[ConfigProblem] = []
+    seen: set[str] = set()
+    for index, route in enumerate(config.routes):
+        where = f"routes[{index}]"
+        if route.name in seen:
+            problems.append(ConfigProblem(f"{where}.name", f"duplicate route name {route.name!r}",
+                                          "give every route its own name"))
+        seen.add(route.name)
+        for role, name in (("source", route.source), ("target", route.target)):
+            connection = config.connections.get(name)
+            if connection is None:
+                problems.append(ConfigProblem(f"{where}.{role}", f"no connection named {name!r}",
+                                              _did_you_mean(name, config.connections) or
+                                              "add it under [connections.<name>]"))
+            elif role not in roles_of(connection.type):
+                problems.append(ConfigProblem(f"{where}.{role}",
+                                              f"connection {name!r} ({connection.type}) cannot be a {role}"))
+        problems.extend(compile_route(route, index=index, connections=config.connections)[1])
+    return problems
+
+
+def _problem(error: dict[str, Any], data: dict[str, Any]) -> ConfigProblem:
+    location = _location(error["loc"], data)
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        siblings = _siblings(error["loc"][:-1], data)
+        return ConfigProblem(location, "unrecognized option", _did_you_mean(key, siblings) or "remove it")
+    if kind == "missing":
+        return ConfigProblem(location, "required option is missing")
+    if kind == "union_tag_invalid":
+        return ConfigProblem(location, f"unknown connection type {value!r}" if not isinstance(value, dict)
+                             else f"unknown connection type {value.get('type')!r}",
+                             "type must be one of: " + ", ".join(SECRET_KEYS))
+    message = error["msg"].removeprefix("Value error, ")
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+    return ConfigProblem(location, message + shown)
+
+
+def _location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    """``('routes', 0, 'fields')`` -> ``routes[0].fields``; drops pydantic's union tag element."""
+    parts: list[str] = []
+    for position, part in enumerate(loc):
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+            continue
+        if position == 2 and loc[0] == "connections" and part in SECRET_KEYS:
+            continue  # the discriminator tag pydantic inserts for tagged unions
+        parts.append(f".{part}" if parts else str(part))
+    return "".join(parts) or "(top level)"
+
+
+def _siblings(loc: tuple[Any, ...], data: dict[str, Any]) -> list[str]:
+    """Option names allowed where a misspelt key stands, for the "did you mean" hint."""
+    sections: dict[str, type[BaseModel]] = {
+        "database": DatabaseConfig, "server": ServerConfig, "sync": SyncConfig,
+    }
+    model: type[BaseModel] | None = None
+    if not loc:
+        model = Config
+    elif loc[0] in sections and len(loc) == 1:
+        model = sections[loc[0]]
+    elif loc[0] == "routes" and len(loc) == 2:
+        model = RouteConfig
+    elif loc[0] == "connections" and len(loc) == 3:
+        model = {"pagerduty": PagerDutyConnection, "servicenow": ServiceNowConnection}.get(str(loc[2]))
+    return [name for name in (model.model_fields if model else {}) if name != "base_dir"]
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,199 @@
+"""Processing the inbox: change -> routes -> mapping -> plan -> outbox ops + link + audit, atomically.
+
+Each inbox event is processed in its own transaction: its ops are queued, its link updated, its audit
+entry written and the event marked done together, or not at all. Events of one record are processed in
+arrival order; when one of them fails (a mapping error, a bug) it is dead-lettered with a message naming
+route, field and value, and the record's later events wait behind it until it is replayed, while every
+other record keeps flowing. The daemon never stops because of one bad event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlmodel import Session, select
+
+from bridge import audit
+from bridge.diff import Plan, observed_fields, plan_create, plan_desk_change, plan_source_update
+from bridge.errors import MappingError
+from bridge.model import Change, Incident, TimelineEntry
+from bridge.routing import Route
+from bridge.runtime import Runtime
+from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp, dumps
+
+log = logging.getLogger(__name__)
+
+
+def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
+    """Process pending inbox events in order; returns how many were processed (done or dead-lettered)."""
+    with Session(runtime.store.engine) as session:
+        blocked = set(session.exec(select(InboxEvent.record_key).where(InboxEvent.status == "dead")).all())
+        pending = session.exec(select(InboxEvent.id, InboxEvent.record_key)
+                               .where(InboxEvent.status == "pending")
+                               .order_by(InboxEvent.id).limit(limit)).all()  # type: ignore[arg-type]
+    processed = 0
+    for event_id, record_key in pending:
+        if record_key in blocked:
+            continue
+        try:
+            if _process_one(runtime, event_id):
+                processed += 1
+        except Exception as exc:  # the job boundary: anything unexpected is kept, never fatal
+            log.exception("inbox event %s failed", event_id)
+            _dead_letter_event(runtime, event_id, exc)
+            blocked.add(record_key)
+            processed += 1
+    return processed
+
+
+def _process_one(runtime: Runtime, event_id: int) -> bool:
+    with runtime.store.transaction() as session:
+        query = select(InboxEvent).where(InboxEvent.id == event_id, InboxEvent.status == "pending")
+        if not runtime.store.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        row = session.exec(query).first()
+        if row is None:
+            return False  # another worker has it, or it is already done
+        change = Change.from_dict(json.loads(row.change))
+        if change.ticket is not None:
+            results = _process_desk_change(runtime, session, change, row)
+        else:
+            results = _process_source_change(runtime, session, change, row)
+        row.status = "done"
+        row.processed_at = runtime.clock()
+        session.add(row)
+        audit.append(runtime.store, session, "event.processed", row.record_key,
+                     {"event_id": change.event_id, "event_type": change.event_type, "routes": results})
+    for result in results:
+        runtime.metrics.events_processed.labels(result.get("route", "-"), result["decision"]).inc()
+    return True
+
+
+def _process_source_change(runtime: Runtime, session: Session, change: Change, row: InboxEvent) -> list[dict[str, Any]]:
+    routes = [route for route in runtime.routes if route.source == change.connection and route.enabled]
+    if not routes:
+        return [{"route": "-", "decision": "ignored", "reason": f"no route reads {change.connection}"}]
+    if change.incident is None and not change.entries:
+        return [{"route": "-", "decision": "ignored", "reason": f"event type {change.event_type} is not synced"}]
+    return [_apply_source_route(runtime, session, route, change, row) for route in routes]
+
+
+def _apply_source_route(runtime: Runtime, session: Session, route: Route, change: Change,
+                        row: InboxEvent) -> dict[str, Any]:
+    link = session.exec(select(Link).where(Link.route == route.name, Link.source_connection == change.connection,
+                                           Link.source_id == change.record_id)).first()
+    result: dict[str, Any] = {"route": route.name}
+    if link is None:
+        incident = change.incident
+        if incident is None:
+            return {**result, "decision": "ignored", "reason": "timeline entry for an incident not linked"}
+        if not route.matches(incident):
+            return {**result, "decision": "filtered", "reason": "incident does not match the route's match filter"}
+        plan = plan_create(route.mapping, incident, change.entries)
+        link = Link(route=route.name, source_connection=change.connection, source_id=incident.id,
+                    target_connection=route.target, correlation_id=correlation_id(change.connection, incident.id))
+        link.save("source_state", incident.to_dict())
+        link.save("seen_entries", plan.seen_entries)
+        session.add(link)
+        session.flush()
+    else:
+        plan = _plan_linked_source(route, link, change)
+    _queue(runtime, session, route, link, plan, row)
+    return {**result, "decision": plan.decision, "link": link.id, "ops": [op.op for op in plan.ops],
+            "echoes": plan.echoes, "warnings": plan.warnings}
+
+
+def _plan_linked_source(route: Route, link: Link, change: Change) -> Plan:
+    before = Incident.from_dict(link.load("source_state"))
+    after = change.incident or before
+    entries = change.entries
+    pending_echo = link.load("pending_echo")
+    if change.incident is not None and pending_echo.get("status") == after.status:
+        # The source announcing a status the bridge itself set (a desk resolve flowing back): its
+        # side effects (assignees cleared on resolve) and its status line are part of the echo.
+        before = before.with_attributes(status=after.status, assignees=after.assignees)
+        entries = tuple(entry for entry in entries if entry.kind == "note")
+        link.save("pending_echo", {})
+    elif change.via == "poll" and change.incident is not None and before.status != after.status:
+        entries = entries + (TimelineEntry(id=f"{change.event_id}:status", at=change.occurred_at, kind="status",
+                                           text=f"Status is now {after.status} (caught up by polling)"),)
+    seen = link.load("seen_entries")
+    plan = plan_source_update(route.mapping, before=before, after=after, entries=entries,
+                              target_seen=link.load("target_seen"), seen_entries=seen)
+    if change.incident is not None:
+        link.save("source_state", after.to_dict())
+    link.save("seen_entries", seen + plan.seen_entries)
+    if plan.echoes and plan.decision in ("echo", "no-change"):
+        plan.decision = "echo"
+    return plan
+
+
+def _process_desk_change(runtime: Runtime, session: Session, change: Change, row: InboxEvent) -> list[dict[str, Any]]:
+    ticket = change.ticket
+    assert ticket is not None
+    links = session.exec(select(Link).where(Link.target_connection == change.connection,
+                                            Link.target_id == ticket.id)).all()
+    if not links:
+        return [{"route": "-", "decision": "ignored", "reason": f"ticket {ticket.number} is not linked"}]
+    results = []
+    for link in links:
+        route = runtime.route(link.route)
+        if route is None:
+            results.append({"route": link.route, "decision": "ignored", "reason": "route no longer configured"})
+            continue
+        seen = link.load("seen_entries")
+        target_seen = link.load("target_seen")
+        plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
+                                seen_entries=seen, source_status=link.load("source_state").get("status", ""),
+                                integration_user=runtime.integration_user(change.connection))
+        link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})
+        link.save("seen_entries", seen + plan.seen_entries)
+        link.target_number = ticket.number
+        session.add(link)
+        _queue(runtime, session, route, link, plan, row)
+        results.append({"route": route.name, "decision": plan.decision, "link": link.id,
+                        "ops": [op.op for op in plan.ops], "echoes": plan.echoes})
+    return results
+
+
+def _queue(runtime: Runtime, session: Session, route: Route, link: Link, plan: Plan, row: InboxEvent) -> None:
+    """Insert the plan's ops into the outbox; the key makes re-processing the same event a no-op."""
+    session.add(link)
+    session.flush()
+    for index, op in enumerate(plan.ops):
+        connection = route.target if op.side == "target" else route.source
+        key = f"{route.name}:{link.id}:{row.connection}:{row.event_id}:{index}"
+        runtime.store.insert_ignore(session, OutboxOp, {
+            "idempotency_key": key, "route": route.name, "link_id": link.id, "connection": connection,
+            "side": op.side, "op": op.op, "payload": dumps(dict(op.payload)), "status": "pending",
+            "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
+        })
+
+
+def correlation_id(connection: str, source_id: str) -> str:
+    """The stable key written on the desk ticket that makes "find before create" possible."""
+    return f"{connection}:{source_id}"
+
+
+def _dead_letter_event(runtime: Runtime, event_id: int, exc: Exception) -> None:
+    with runtime.store.transaction() as session:
+        row = session.get(InboxEvent, event_id)
+        if row is None:
+            return
+        route = exc.route if isinstance(exc, MappingError) else None
+        message = str(exc) if isinstance(exc, MappingError) else f"{type(exc).__name__}: {exc}"
+        hint = ("fix the mapping (itsm-bridge mappings preview shows the result), then "
+                f"itsm-bridge dead-letter replay") if isinstance(exc, MappingError) else \
+            "this is a bug in itsm-bridge or a connector; report it with the dead-letter payload"
+        row.status = "dead"
+        row.error = message
+        session.add(row)
+        letter = DeadLetter(kind="inbox", ref_id=row.id, connection=row.connection, route=route,
+                            record_key=row.record_key, error=f"{message}. Next: {hint}", payload=row.change)
+        session.add(letter)
+        session.flush()
+        audit.append(runtime.store, session, "event.dead_lettered", row.record_key,
+                     {"event_id": row.event_id, "dead_letter": letter.id, "error": message, "route": route})
+    runtime.metrics.dead_letters.labels("inbox").inc()

@@ -1,0 +1,201 @@
+"""The one HTTP transport every connector uses: timeouts, retries in seconds, typed errors, redaction.
+
+Retry lives here and in the outbox, nowhere else: `RetryingSession.send` retries 429, 5xx and
+connection failures with exponential backoff and jitter, honouring ``Retry-After`` (seconds or an HTTP
+date) up to a cap. When the budget is spent the last response is returned and `raise_for_status`
+turns it into a typed error, which the outbox then retries on its own (longer) schedule. Connectors
+never sleep and never match on error text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from bridge.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_TIMEOUT = (5.0, 30.0)
+
+_SECRET_PARAMS = re.compile(r"(?i)((?:token|password|secret|api_key|key|sig)=)[^&\s]+")
+
+
+def redact_url(url: str) -> str:
+    """The URL with credentials in the query string or userinfo masked, safe for logs and errors."""
+    url = re.sub(r"//[^/@\s]+:[^/@\s]+@", "//***:***@", url)
+    return _SECRET_PARAMS.sub(r"\1***", url)
+
+
+def retry_after_seconds(response: requests.Response, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta seconds or HTTP date); None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _WaitRetryAfter:
+    """tenacity wait: the server's Retry-After when it gave one (capped), else exponential jitter."""
+
+    def __init__(self, *, initial: float, maximum: float) -> None:
+        self.maximum = maximum
+        self.fallback = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
+
+    def __call__(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            hinted = retry_after_seconds(outcome.result())
+            if hinted is not None:
+                return min(hinted, self.maximum)
+        return self.fallback(state)
+
+
+class RetryingSession(requests.Session):
+    """A `requests.Session` whose every request is retried on 429, 5xx and connection errors.
+
+    `on_retry(response_or_exception)` is called before each retry so the daemon can count retries in
+    its metrics without the connectors knowing.
+    """
+
+    def __init__(self, *, attempts: int = 4, initial_wait: float = 0.2, max_wait: float = 10.0,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 on_retry: Callable[[object], None] | None = None) -> None:
+        super().__init__()
+        self.attempts = attempts
+        self.initial_wait = initial_wait
+        self.max_wait = max_wait
+        self.timeout = timeout
+        self.on_retry = on_retry
+        self._last = threading.local()
+
+    @property
+    def last_status(self) -> int | None:
+        """HTTP status of the last response this thread received (for the audit trail)."""
+        return getattr(self._last, "status", None)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=_WaitRetryAfter(initial=self.initial_wait, maximum=self.max_wait),
+            retry=(retry_if_exception_type((requests.ConnectionError, requests.Timeout))
+                   | retry_if_result(lambda response: response.status_code in RETRY_STATUSES)),
+            before_sleep=self._before_sleep,
+            retry_error_callback=self._give_up,
+            reraise=True,
+        )
+        response = retrying(super().send, request, **kwargs)
+        self._last.status = response.status_code
+        return response
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        what: object = outcome.exception() if outcome and outcome.failed else outcome.result() if outcome else None
+        if self.on_retry is not None:
+            self.on_retry(what)
+        log.debug("retrying after %s (attempt %d)", _describe(what), state.attempt_number)
+
+    @staticmethod
+    def _give_up(state: RetryCallState) -> requests.Response:
+        """After the last attempt return the final response (or raise its exception) to the caller."""
+        outcome = state.outcome
+        assert outcome is not None
+        if outcome.failed:
+            raise outcome.exception()  # type: ignore[misc]
+        return outcome.result()
+
+
+def _describe(what: object) -> str:
+    if isinstance(what, requests.Response):
+        return f"HTTP {what.status_code} from {redact_url(what.url or '')}"
+    return type(what).__name__
+
+
+def build_session(*, attempts: int = 4, initial_wait: float = 0.2, max_wait: float = 10.0,
+                  timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                  on_retry: Callable[[object], None] | None = None) -> RetryingSession:
+    """A session with the bridge's retry policy; connectors add their own auth and headers to it."""
+    return RetryingSession(attempts=attempts, initial_wait=initial_wait, max_wait=max_wait,
+                           timeout=timeout, on_retry=on_retry)
+
+
+def raise_for_status(response: requests.Response, *, connection: str, what: str) -> None:
+    """Turn an unsuccessful response into the typed error the outbox acts on.
+
+    The message names the connection, the operation and the status, with the server's own error text
+    (never the request headers, which hold credentials).
+    """
+    status = response.status_code
+    if status < 400:
+        return
+    detail = _error_detail(response)
+    message = f"{connection}: {what} failed with HTTP {status}" + (f": {detail}" if detail else "")
+    kwargs = {"connection": connection, "status": status}
+    if status in RETRY_STATUSES:
+        raise TransientError(message, retry_after=retry_after_seconds(response), **kwargs)
+    if status in (401, 403):
+        raise AuthError(message, **kwargs)
+    if status == 404:
+        raise NotFoundError(message, **kwargs)
+    if status == 409:
+        raise ConflictError(message, **kwargs)
+    raise PermanentError(message, **kwargs)
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        parts = [str(error.get(key)) for key in ("message", "detail") if error.get(key)]
+        parts += [str(item) for item in error.get("errors") or []]
+        return "; ".join(parts)[:500]
+    if isinstance(error, str):
+        return error[:500]
+    return str(body)[:200]
+
+
+def call(session: requests.Session, method: str, url: str, *, connection: str, what: str,
+         **kwargs: object) -> requests.Response:
+    """Make one request through `session`, mapping transport failures and bad statuses to typed errors."""
+    try:
+        response = session.request(method, url, **kwargs)  # type: ignore[arg-type]
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(f"{connection}: {what} failed: {type(exc).__name__} on {redact_url(url)}",
+                             connection=connection) from exc
+    raise_for_status(response, connection=connection, what=what)
+    return response

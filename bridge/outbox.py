@@ -1,0 +1,233 @@
+"""Delivering the outbox: each op at least once, exactly once in effect.
+
+- The attempt is recorded (committed) before the call, so after a crash the op knows it may already
+  have landed: a create then finds the ticket by correlation id, a note looks for its marker first.
+- Ops of one link go in order; an op waiting for a retry holds back the link's later ops.
+- Transient failures (429, 5xx, resets) are retried with exponential backoff honouring Retry-After, up
+  to `sync.max_attempts`; permanent ones are dead-lettered at once with the desk's own error message.
+- Every delivery and every dead-letter is an audit entry (op, record, fields, HTTP status).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import Session, select
+
+from bridge import audit
+from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
+from bridge.model import Incident
+from bridge.runtime import Runtime
+from bridge.store import DeadLetter, Link, OutboxOp, dumps
+from connectors.base import Connector, marker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    waiting: int = 0
+
+
+def deliver_due(runtime: Runtime, *, limit: int = 500) -> DeliveryStats:
+    """Deliver every op that is due, in order per link; returns what happened."""
+    stats = DeliveryStats()
+    now = runtime.clock()
+    with Session(runtime.store.engine) as session:
+        blocked = set(session.exec(select(OutboxOp.link_id).where(OutboxOp.status == "dead")).all())
+        pending = session.exec(select(OutboxOp).where(OutboxOp.status == "pending")
+                               .order_by(OutboxOp.id).limit(limit)).all()  # type: ignore[arg-type]
+    for op in pending:
+        if op.link_id in blocked or op.next_attempt_at.replace(tzinfo=now.tzinfo) > now:
+            blocked.add(op.link_id)
+            stats.waiting += 1
+            continue
+        outcome = deliver_one(runtime, op.id)  # type: ignore[arg-type]
+        if outcome == "delivered":
+            stats.delivered += 1
+        else:
+            blocked.add(op.link_id)
+            if outcome == "retry":
+                stats.retried += 1
+            elif outcome == "dead":
+                stats.dead += 1
+    return stats
+
+
+def next_due_in(runtime: Runtime) -> float | None:
+    """Seconds until the earliest pending op is due (0 if one is due now), None if nothing is pending."""
+    with Session(runtime.store.engine) as session:
+        op = session.exec(select(OutboxOp).where(OutboxOp.status == "pending")
+                          .order_by(OutboxOp.next_attempt_at).limit(1)).first()  # type: ignore[arg-type]
+    if op is None:
+        return None
+    now = runtime.clock()
+    return max(0.0, (op.next_attempt_at.replace(tzinfo=now.tzinfo) - now).total_seconds())
+
+
+def deliver_one(runtime: Runtime, op_id: int) -> str:
+    """Claim, perform and record one op: ``delivered``, ``retry``, ``dead`` or ``skipped``."""
+    with runtime.store.transaction() as session:
+        query = select(OutboxOp).where(OutboxOp.id == op_id, OutboxOp.status == "pending")
+        if not runtime.store.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        op = session.exec(query).first()
+        if op is None:
+            return "skipped"
+        op.attempts += 1
+        session.add(op)
+        link = session.get(Link, op.link_id)
+    assert op is not None and link is not None
+    connector = runtime.connectors[op.connection]
+    try:
+        result = _perform(runtime, connector, op, link)
+    except (TransientError, ConflictError, AuthError) as exc:
+        return _fail(runtime, op, exc, retryable=True)
+    except PermanentError as exc:
+        return _fail(runtime, op, exc, retryable=False)
+    except Exception as exc:  # a bug must not kill the worker; the op is kept for replay
+        log.exception("outbox op %s failed unexpectedly", op.id)
+        return _fail(runtime, op, exc, retryable=False)
+    _record_success(runtime, op, result, status=getattr(connector.session, "last_status", None))
+    runtime.metrics.ops_delivered.labels(op.connection, op.op).inc()
+    return "delivered"
+
+
+def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> dict[str, Any]:
+    payload = json.loads(op.payload)
+    tag = marker(str(op.id))
+    retrying = op.attempts > 1
+    if op.op == "create":
+        fields = _with_note(runtime, op, payload, tag)
+        existing = connector.find(link.correlation_id)
+        if existing is not None:
+            if fields.get(_notes_field(runtime, op)) and connector.has_note(existing.id, tag):
+                fields.pop(_notes_field(runtime, op))
+            connector.update(existing.id, fields)
+            runtime.metrics.duplicates_prevented.labels(op.connection).inc(0 if retrying else 1)
+            return {"record": existing, "fields": payload["fields"], "found_existing": True}
+        ref = connector.create(fields, correlation_id=link.correlation_id)
+        return {"record": ref, "fields": payload["fields"], "found_existing": False}
+    if op.op == "update":
+        fields = _with_note(runtime, op, payload, tag)
+        note_field = _notes_field(runtime, op)
+        if retrying and fields.get(note_field) and connector.has_note(link.target_id, tag):  # type: ignore[arg-type]
+            fields.pop(note_field)
+        if fields:
+            connector.update(link.target_id, fields)  # type: ignore[arg-type]
+        return {"fields": payload["fields"]}
+    if op.op == "transition":
+        connector.transition(link.source_id, payload["status"])
+        return {"status": payload["status"]}
+    if op.op == "note":
+        record = link.source_id if op.side == "source" else link.target_id
+        if not (retrying and connector.has_note(record, tag)):  # type: ignore[arg-type]
+            connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
+        return {}
+    raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
+
+
+def _notes_field(runtime: Runtime, op: OutboxOp) -> str:
+    route = runtime.route(op.route)
+    return route.mapping.spec.notes.field if route else "work_notes"
+
+
+def _with_note(runtime: Runtime, op: OutboxOp, payload: dict[str, Any], tag: str) -> dict[str, str]:
+    fields = dict(payload["fields"])
+    if payload.get("note"):
+        fields[_notes_field(runtime, op)] = f"{payload['note']}\n{tag}"
+    return fields
+
+
+def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, status: int | None) -> None:
+    with runtime.store.transaction() as session:
+        row = session.get(OutboxOp, op.id)
+        link = session.get(Link, op.link_id)
+        assert row is not None and link is not None
+        row.status = "done"
+        row.done_at = runtime.clock()
+        row.last_error = None
+        session.add(row)
+        record = result.get("record")
+        if record is not None:
+            link.target_id, link.target_number, link.target_url = record.id, record.number, record.url
+        if "fields" in result and op.side == "target":
+            link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
+        if op.op == "transition":
+            state = link.load("source_state")
+            link.save("source_state", Incident.from_dict({**state, "status": result["status"]}).to_dict())
+            link.save("pending_echo", {"status": result["status"]})
+        session.add(link)
+        if op.op == "create":
+            _queue_backlink(runtime, session, op, link)
+        audit.append(runtime.store, session, "op.delivered", f"{op.connection}:{link.target_number or link.source_id}", {
+            "op": op.op, "op_id": op.id, "route": op.route, "side": op.side, "attempt": op.attempts,
+            "record": link.target_id if op.side == "target" else link.source_id,
+            "number": link.target_number if op.side == "target" else None,
+            "fields": result.get("fields") or ({"status": result["status"]} if "status" in result else {}),
+            "found_existing": result.get("found_existing", False), "http_status": status,
+        })
+
+
+def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:
+    """After a create: tell the responders where the ticket is (a note on the source incident)."""
+    route = runtime.route(op.route)
+    if route is None:
+        return
+    label = runtime.label(op.connection)
+    text = f"{label} ticket {link.target_number} opened for this incident: {link.target_url}"
+    runtime.store.insert_ignore(session, OutboxOp, {
+        "idempotency_key": f"backlink:{op.idempotency_key}", "route": op.route, "link_id": link.id,
+        "connection": route.source, "side": "source", "op": "note", "payload": dumps({"text": text}),
+        "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
+    })
+
+
+def _backoff(runtime: Runtime, attempts: int, hinted: float | None) -> float:
+    sync = runtime.config.sync
+    delay = min(sync.max_backoff_seconds, sync.backoff_seconds * (2 ** (attempts - 1)))
+    delay = delay * (0.5 + random.random() / 2)  # jitter: replicas and links do not retry in lockstep
+    return max(delay, hinted or 0.0)
+
+
+def _fail(runtime: Runtime, op: OutboxOp, exc: Exception, *, retryable: bool) -> str:
+    message = str(exc) if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
+    runtime.metrics.ops_failed.labels(op.connection, op.op, type(exc).__name__).inc()
+    give_up = not retryable or op.attempts >= runtime.config.sync.max_attempts
+    with runtime.store.transaction() as session:
+        row = session.get(OutboxOp, op.id)
+        assert row is not None
+        row.last_error = message
+        if not give_up:
+            hinted = exc.retry_after if isinstance(exc, ConnectorError) else None
+            wait = _backoff(runtime, row.attempts, hinted)
+            if isinstance(exc, AuthError):
+                wait = runtime.config.sync.max_backoff_seconds
+            row.next_attempt_at = runtime.clock() + timedelta(seconds=wait)
+            session.add(row)
+            log.warning("op %s (%s %s) failed, retry in %.1fs: %s", op.id, op.op, op.connection, wait, message)
+            return "retry"
+        row.status = "dead"
+        session.add(row)
+        reason = "permanent error" if not retryable else f"gave up after {row.attempts} attempts"
+        fields = ", ".join(sorted(json.loads(op.payload).get("fields", {}))) or "-"
+        error = (f"route {op.route!r}: {op.op} on {op.connection} failed ({reason}): {message}. "
+                 f"Fields sent: {fields}. Next: fix the cause, then itsm-bridge dead-letter replay")
+        letter = DeadLetter(kind="outbox", ref_id=op.id, connection=op.connection, route=op.route,
+                            record_key=str(op.link_id), error=error, payload=op.payload)
+        session.add(letter)
+        session.flush()
+        audit.append(runtime.store, session, "op.dead_lettered", f"{op.connection}:link{op.link_id}",
+                     {"op": op.op, "op_id": op.id, "route": op.route, "error": message,
+                      "attempts": row.attempts, "dead_letter": letter.id})
+    runtime.metrics.dead_letters.labels("outbox").inc()
+    log.error("op %s dead-lettered: %s", op.id, error)
+    return "dead"

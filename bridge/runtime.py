@@ -1,0 +1,101 @@
+"""Everything a running bridge needs, built once from config: store, connectors, routes, metrics, clock.
+
+The engine, the outbox, the webhook server and the CLI all take a `Runtime`, so there are no globals
+and tests can build one around simulators and a throwaway database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bridge.config import SECRET_KEYS, Config
+from bridge.errors import ConfigError, ConfigProblem
+from bridge.http import build_session
+from bridge.metrics import Metrics
+from bridge.model import utcnow
+from bridge.registry import build_connector
+from bridge.routing import Route, compile_routes
+from bridge.secrets import SecretResolutionError, resolve_secret
+from bridge.store import Store
+from connectors.base import Connector
+
+LABELS = {"servicenow": "ServiceNow", "pagerduty": "PagerDuty", "jsm": "Jira Service Management"}
+
+
+def connection_settings(config: Config, name: str) -> dict[str, Any]:
+    """A connection's settings with secret references resolved; ConfigError names what is missing."""
+    connection = config.connections[name]
+    settings = connection.model_dump()
+    problems = []
+    for key in SECRET_KEYS.get(connection.type, ()):
+        reference = settings.get(key)
+        if reference is None:
+            continue
+        try:
+            settings[key] = resolve_secret(reference, base_dir=config.base_dir).get_secret_value()
+        except SecretResolutionError as exc:
+            problems.append(ConfigProblem(f"connections.{name}.{key}", str(exc),
+                                          f"set it before starting, e.g. export {reference[4:]}=..."
+                                          if reference.startswith("env:") else "check the file path"))
+    if problems:
+        raise ConfigError("config", problems)
+    return settings
+
+
+def check_secrets(config: Config) -> list[ConfigProblem]:
+    """Every secret reference that does not resolve, for `config validate`."""
+    problems: list[ConfigProblem] = []
+    for name in config.connections:
+        try:
+            connection_settings(config, name)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    connectors: dict[str, Connector]
+    routes: list[Route]
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = utcnow
+
+    @classmethod
+    def build(cls, config: Config, *, store: Store | None = None, metrics: Metrics | None = None,
+              clock: Callable[[], datetime] = utcnow) -> Runtime:
+        metrics = metrics or Metrics()
+        store = store or Store(config.database.url, base_dir=config.base_dir)
+        connectors: dict[str, Connector] = {}
+        for name, connection in config.connections.items():
+            settings = connection_settings(config, name)
+
+            def factory(name: str = name) -> Any:
+                return build_session(attempts=config.sync.http_attempts,
+                                     max_wait=config.sync.http_max_wait_seconds,
+                                     on_retry=lambda _what: metrics.http_retries.labels(name).inc())
+
+            connectors[name] = build_connector(name, connection.type, settings, session_factory=factory)
+        return cls(config=config, store=store, connectors=connectors, routes=compile_routes(config),
+                   metrics=metrics, clock=clock)
+
+    def route(self, name: str) -> Route | None:
+        return next((route for route in self.routes if route.name == name), None)
+
+    def label(self, connection: str) -> str:
+        """Human name of a connection's system ("ServiceNow") for notes written on the other side."""
+        slug = self.config.connections[connection].type
+        return LABELS.get(slug, slug)
+
+    def integration_user(self, connection: str) -> str | None:
+        """The identity the bridge writes as on `connection` (its own journal entries are echoes)."""
+        connector = self.connectors.get(connection)
+        settings = getattr(connector, "settings", {}) or {}
+        return settings.get("username") or settings.get("from_email")
+
+    def is_source(self, connection: str) -> bool:
+        return any(route.source == connection for route in self.routes)

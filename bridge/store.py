@@ -1,0 +1,240 @@
+"""The durable state: inbox, links, outbox, dead-letters, cursors and the audit trail, in one database.
+
+SQLite (a file, WAL mode) is the embedded default; PostgreSQL by URL for production. Every state change
+of the sync happens inside `Store.transaction()`, so an event is either fully processed (its ops queued,
+its link updated, its audit entry written) or not at all, and a crash at any point loses nothing.
+
+On SQLite each transaction starts with ``BEGIN IMMEDIATE``: writers queue for the lock up front instead
+of failing half-way with "database is locked" when a read transaction tries to upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from bridge.model import utcnow
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON for stored documents (sorted keys, compact, UTF-8 kept)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class InboxEvent(SQLModel, table=True):
+    """A change received (webhook or poll), stored before it is acknowledged; processed in order per record."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("connection", "event_id", name="uq_inbox_event"),
+                      Index("ix_inbox_status_id", "status", "id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str
+    event_id: str
+    event_type: str
+    record_key: str = Field(index=True, description="connection:record_id, the ordering key")
+    change: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", description="pending | done | dead")
+    received_at: datetime = Field(default_factory=utcnow)
+    processed_at: datetime | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Link(SQLModel, table=True):
+    """One source incident paired with one desk ticket by one route, with what each side last showed."""
+
+    __tablename__ = "link"
+    __table_args__ = (UniqueConstraint("route", "source_connection", "source_id", name="uq_link_source"),
+                      Index("ix_link_target", "target_connection", "target_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    route: str
+    source_connection: str
+    source_id: str
+    target_connection: str
+    target_id: str | None = None
+    target_number: str | None = None
+    target_url: str | None = None
+    correlation_id: str
+    source_state: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    target_seen: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    seen_entries: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    pending_echo: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def load(self, attribute: str) -> Any:
+        return json.loads(getattr(self, attribute))
+
+    def save(self, attribute: str, value: Any) -> None:
+        setattr(self, attribute, dumps(value))
+        self.updated_at = utcnow()
+
+
+class OutboxOp(SQLModel, table=True):
+    """A write the bridge owes one side; delivered at least once, made idempotent by its key and marker."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    route: str
+    link_id: int = Field(index=True)
+    connection: str
+    side: str = Field(description="target | source")
+    op: str = Field(description="create | update | note | transition")
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", description="pending | done | dead")
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+
+class DeadLetter(SQLModel, table=True):
+    """Something that could not be processed or delivered, kept with its reason until replayed or discarded."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(description="webhook | inbox | outbox")
+    ref_id: int | None = None
+    connection: str
+    route: str | None = None
+    record_key: str | None = None
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+
+class Cursor(SQLModel, table=True):
+    """Where each poller resumes (per connection)."""
+
+    __tablename__ = "cursor"
+
+    name: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One link of the hash chain: ``hash = sha256(prev_hash || canonical JSON of the entry)``."""
+
+    __tablename__ = "audit"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: str
+    kind: str = Field(index=True)
+    subject: str
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str
+    hash: str
+
+
+def _sqlite_url(url: str, base_dir: Path | None) -> str:
+    """Make a relative SQLite path relative to the config file's directory, not the working directory."""
+    prefix = "sqlite:///"
+    if base_dir is None or not url.startswith(prefix) or url == "sqlite:///:memory:":
+        return url
+    path = Path(url[len(prefix):])
+    if path.is_absolute():
+        return url
+    return prefix + str((base_dir / path).resolve())
+
+
+class Store:
+    """The database behind the bridge. Build one per process; share it between threads."""
+
+    def __init__(self, url: str, *, base_dir: Path | None = None) -> None:
+        self.url = _sqlite_url(url, base_dir)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = create_engine(self.url, connect_args={"check_same_thread": False,
+                                                                        "timeout": 30})
+            _tune_sqlite(self.engine)
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+
+    def create_schema(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+
+    def drop_schema(self) -> None:
+        SQLModel.metadata.drop_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One atomic unit of work; commits on success, rolls back on any exception."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def lock_audit(self, session: Session) -> None:
+        """Serialise audit appends across processes (PostgreSQL advisory lock; SQLite's write lock suffices)."""
+        if not self.is_sqlite:
+            session.execute(text("SELECT pg_advisory_xact_lock(7428190431)"))
+
+    def insert_ignore(self, session: Session, model: type[SQLModel], values: dict[str, Any]) -> bool:
+        """INSERT unless it violates a unique constraint; True when a row was written (de-duplication)."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = dialect.insert(model).values(**values).on_conflict_do_nothing()
+        return session.execute(statement).rowcount == 1
+
+    def get_cursor(self, name: str) -> str | None:
+        with Session(self.engine) as session:
+            row = session.get(Cursor, name)
+            return row.value if row else None
+
+    def set_cursor(self, session: Session, name: str, value: str) -> None:
+        row = session.get(Cursor, name)
+        if row is None:
+            session.add(Cursor(name=name, value=value))
+        else:
+            row.value = value
+            row.updated_at = utcnow()
+            session.add(row)
+
+    def count(self, model: type[SQLModel], **where: Any) -> int:
+        from sqlalchemy import func
+
+        with Session(self.engine) as session:
+            statement = select(func.count()).select_from(model)
+            for key, value in where.items():
+                statement = statement.where(getattr(model, key) == value)
+            return int(session.exec(statement).one())
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # synchronous=FULL: a webhook answered 2xx survives a power cut, not just a process crash.
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event issue BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

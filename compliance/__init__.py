@@ -1,0 +1,1 @@
+"""Compliance: rule packs (ITIL, DORA, ...), checker, evidence export (see issue 4)."""

@@ -1,0 +1,1 @@
+"""One subpackage per external system: client code, webhook parsing and verification, simulator."""

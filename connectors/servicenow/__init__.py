@@ -1,0 +1,1 @@
+"""ServiceNow: Table API client (pysnow), simulator."""

@@ -1,0 +1,51 @@
+"""Shared fixtures. The store runs on SQLite by default and on PostgreSQL when
+ITSM_BRIDGE_TEST_DATABASE_URL is set (CI sets it to the machine's PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bridge.store import Store
+
+DATABASE_URL = os.environ.get("ITSM_BRIDGE_TEST_DATABASE_URL")
+
+
+def database_url(tmp_path: Path) -> str:
+    return DATABASE_URL or f"sqlite:///{tmp_path / 'bridge.db'}"
+
+
+def fresh_store(tmp_path: Path) -> Store:
+    store = Store(database_url(tmp_path))
+    if not store.is_sqlite:
+        with store.engine.begin() as connection:  # stale tables from an interrupted run
+            connection.execute(text("DROP TABLE IF EXISTS inbox, link, outbox, dead_letter, cursor, audit CASCADE"))
+    store.create_schema()
+    return store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = fresh_store(tmp_path)
+    yield store
+    if not store.is_sqlite:
+        store.drop_schema()
+    store.dispose()
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.05,
+               message: str = "condition") -> object:
+    """Re-check `predicate` until it is truthy (condition polling, not a fixed sleep); fail on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)

@@ -1,0 +1,68 @@
+"""The transport: retries 429/5xx honouring Retry-After, then hands back typed errors."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+
+from bridge.errors import AuthError, NotFoundError, PermanentError, TransientError
+from bridge.http import build_session, call, redact_url, retry_after_seconds
+
+URL = "https://desk.example.com/api/now/table/incident"
+
+
+@responses.activate
+def test_retries_429_then_succeeds_and_counts_retries() -> None:
+    responses.add(responses.GET, URL, status=429, headers={"Retry-After": "0"}, json={"error": {"message": "Rate limit exceeded"}})
+    responses.add(responses.GET, URL, status=503, json={"error": {"message": "busy"}})
+    responses.add(responses.GET, URL, status=200, json={"result": []})
+    retries: list[object] = []
+    session = build_session(initial_wait=0.001, max_wait=0.01, on_retry=retries.append)
+    response = call(session, "GET", URL, connection="servicenow", what="list incidents")
+    assert response.json() == {"result": []}
+    assert len(retries) == 2
+    assert session.last_status == 200
+
+
+@responses.activate
+def test_gives_up_after_budget_with_a_transient_error_naming_the_call() -> None:
+    for _ in range(3):
+        responses.add(responses.GET, URL, status=502, json={"error": {"message": "bad gateway"}})
+    session = build_session(attempts=3, initial_wait=0.001, max_wait=0.01)
+    with pytest.raises(TransientError) as caught:
+        call(session, "GET", URL, connection="servicenow", what="list incidents")
+    assert "servicenow: list incidents failed with HTTP 502: bad gateway" in str(caught.value)
+    assert len(responses.calls) == 3
+
+
+@pytest.mark.parametrize(("status", "error"), [(401, AuthError), (404, NotFoundError), (400, PermanentError)])
+@responses.activate
+def test_client_errors_are_not_retried_and_are_typed(status: int, error: type[Exception]) -> None:
+    responses.add(responses.POST, URL, status=status, json={"error": {"message": "nope", "detail": "why"}})
+    with pytest.raises(error) as caught:
+        call(build_session(), "POST", URL, connection="servicenow", what="create incident", json={})
+    assert len(responses.calls) == 1
+    assert "nope; why" in str(caught.value)
+
+
+@responses.activate
+def test_connection_failure_becomes_transient() -> None:
+    responses.add(responses.GET, URL, body=requests.ConnectionError("reset by peer"))
+    responses.add(responses.GET, URL, body=requests.ConnectionError("reset by peer"))
+    with pytest.raises(TransientError):
+        call(build_session(attempts=2, initial_wait=0.001), "GET", URL, connection="sn", what="get")
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    response = requests.Response()
+    response.headers["Retry-After"] = "7"
+    assert retry_after_seconds(response) == 7
+    response.headers["Retry-After"] = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert retry_after_seconds(response) == 0
+    response.headers["Retry-After"] = "soon"
+    assert retry_after_seconds(response) is None
+
+
+def test_redaction_masks_credentials() -> None:
+    assert redact_url("https://u:pw@x.example.com/a?token=abc&x=1") == "https://***:***@x.example.com/a?token=***&x=1"

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bridge.config import Config, load_config
@@ -46,10 +47,10 @@ def handle_errors(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         except ConfigError as exc:
-            err_console.print(f"[bold red]config error[/] {exc}", highlight=False, markup=True)
+            err_console.print(f"[bold red]config error[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(2)
         except BridgeError as exc:
-            err_console.print(f"[bold red]error[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
     return wrapper
@@ -178,6 +179,3 @@ def _register_subcommands() -> None:
 
 
 _register_subcommands()
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

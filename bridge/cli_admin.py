@@ -40,7 +40,7 @@ def validate(config_path: Path, no_secrets: bool, as_json: bool) -> None:
         print_json({"ok": not problems, "path": str(config_path),
                     "problems": [{"location": p.location, "message": p.message, "hint": p.hint} for p in problems]})
     elif problems:
-        err_console.print(str(ConfigError(str(config_path), problems)), highlight=False)
+        err_console.print(str(ConfigError(str(config_path), problems)), highlight=False, markup=False, soft_wrap=True)
     else:
         assert config is not None
         console.print(f"[green]ok[/] {config_path}: {len(config.connections)} connection(s), "

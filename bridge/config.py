@@ -189,7 +189,8 @@ def _problem(error: dict[str, Any], data: dict[str, Any]) -> ConfigProblem:
                              else f"unknown connection type {value.get('type')!r}",
                              "type must be one of: " + ", ".join(SECRET_KEYS))
     message = error["msg"].removeprefix("Value error, ")
-    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+    secret = any(str(error["loc"][-1]) in keys for keys in SECRET_KEYS.values())
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) and not secret else ""
     return ConfigProblem(location, message + shown)
 
 

@@ -45,6 +45,8 @@ def format_time(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` suffix, the form used in the store, audit trail and exports."""
     if value is None:
         return None
+    if value.tzinfo is None:  # the store hands back naive UTC
+        value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 

@@ -69,7 +69,8 @@ def compile_route(route: RouteConfig, *, index: int,
     try:
         mapping = compile_mapping(route.name, spec)
     except MappingError as exc:
-        return None, [ConfigProblem(f"{where}.fields.{exc.field}", str(exc), "fix the template syntax")]
+        section = exc.field if exc.field.startswith(("notes.", "back.")) else f"fields.{exc.field}"
+        return None, [ConfigProblem(f"{where}.{section}", str(exc), "fix the template syntax")]
     if not mapping.field_names:
         return None, [ConfigProblem(f"{where}.fields", "the route maps no fields",
                                     "name a preset (preset = \"pagerduty-servicenow\") or add [routes.fields.*]")]

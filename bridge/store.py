@@ -166,7 +166,9 @@ class Store:
                                                                         "timeout": 30})
             _tune_sqlite(self.engine)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+            # Timestamps are stored as naive UTC: pin the session zone so PostgreSQL never shifts them.
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10,
+                                        connect_args={"options": "-c timezone=utc"})
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)

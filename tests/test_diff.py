@@ -1,0 +1,117 @@
+"""Planning (pure): what a change means for the other side, and what it must never do."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from bridge.diff import observed_fields, plan_create, plan_desk_change, plan_source_update
+from bridge.model import Incident, Ticket, TimelineEntry
+from mappings.engine import compile_mapping
+from mappings.schema import MappingSpec, load_preset
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def mapping():  # type: ignore[no-untyped-def]
+    return compile_mapping("pd-sn", MappingSpec.model_validate(load_preset("pagerduty-servicenow")))
+
+
+def incident(**changes: object) -> Incident:
+    base = Incident(source="pagerduty", id="PABC123", number="42", title="Checkout errors", status="triggered",
+                    created_at=T0, updated_at=T0, urgency="high", priority="P2", service="Payments API",
+                    assignees=("Alice Adams",), url="https://acme.pagerduty.com/incidents/PABC123")
+    return base.with_attributes(**changes)
+
+
+def entry(text: str, *, id: str = "n1", kind: str = "note", author: str | None = "Alice Adams") -> TimelineEntry:
+    return TimelineEntry(id=id, at=T0, kind=kind, text=text, author=author)
+
+
+def ticket(**fields: str) -> Ticket:
+    return Ticket(connection="servicenow", id="sys1", number="INC0010001", url="https://x/INC0010001",
+                  fields=fields, updated_at=T0, updated_by="jane.doe")
+
+
+def test_create_carries_every_mapped_field_and_the_first_timeline_line(mapping) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_create(mapping, incident(), (entry("Triggered by Alice", kind="status"),))
+    (op,) = plan.ops
+    assert op.op == "create" and op.side == "target"
+    assert op.payload["fields"]["state"] == "1" and op.payload["fields"]["impact"] == "1"
+    assert op.payload["fields"]["caller_id"]  # owner=target fields are set on create
+    assert "Triggered by Alice" in op.payload["note"]
+
+
+def test_update_sends_only_fields_whose_mapped_value_changed(mapping) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_source_update(mapping, before=incident(), after=incident(status="acknowledged"),
+                              entries=(entry("Acknowledged by Alice", id="e2", kind="status"),),
+                              target_seen={}, seen_entries=[])
+    (op,) = plan.ops
+    assert op.payload["fields"] == {"state": "2"}
+    assert "Acknowledged by Alice" in op.payload["note"]
+
+
+def test_desk_edit_of_a_field_the_source_did_not_touch_is_not_clobbered(mapping) -> None:  # type: ignore[no-untyped-def]
+    # The desk changed assignment_group by hand; PagerDuty then only changes priority.
+    plan = plan_source_update(mapping, before=incident(), after=incident(priority="P1"), entries=(),
+                              target_seen={"assignment_group": "Database Team"}, seen_entries=[])
+    (op,) = plan.ops
+    assert "assignment_group" not in op.payload["fields"]
+    assert op.payload["fields"]["urgency"] == "1"
+    assert set(op.payload["fields"]) == {"urgency", "description"}  # the description shows the priority
+
+
+def test_nothing_new_plans_nothing_and_bridge_notes_are_echoes(mapping) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_source_update(mapping, before=incident(), after=incident(),
+                              entries=(entry("ServiceNow ticket INC1 [itsm-bridge:7]", id="n9"),),
+                              target_seen={}, seen_entries=[])
+    assert plan.ops == [] and plan.decision == "echo" and plan.echoes == 1
+    again = plan_source_update(mapping, before=incident(), after=incident(), entries=(entry("x", id="n1"),),
+                               target_seen={}, seen_entries=["n1"])
+    assert again.ops == [] and again.decision == "no-change"
+
+
+def test_fields_the_desk_already_holds_are_not_resent(mapping) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_source_update(mapping, before=incident(), after=incident(status="acknowledged"), entries=(),
+                              target_seen={"state": "2"}, seen_entries=[])
+    assert plan.ops == []
+
+
+def test_owner_target_fields_are_never_updated(mapping) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_source_update(mapping, before=incident(), after=incident(title="New title"), entries=(),
+                              target_seen={}, seen_entries=[])
+    assert "caller_id" not in plan.ops[0].payload["fields"]
+    assert plan.ops[0].payload["fields"]["short_description"] == "[Payments API] New title"
+
+
+@pytest.mark.parametrize(("previous", "state", "source", "expected"), [
+    ("2", "6", "acknowledged", "resolved"),
+    ("1", "7", "triggered", "resolved"),
+    ("1", "2", "triggered", "acknowledged"),
+    ("6", "2", "resolved", "triggered"),      # reopened on the desk
+    ("1", "2", "acknowledged", None),         # already acknowledged
+    ("2", "6", "resolved", None),             # already resolved (our own write read back)
+])
+def test_desk_state_moves_become_source_transitions(mapping, previous, state, source, expected) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_desk_change(mapping, ticket=ticket(state=state), entries=(), target_seen={"state": previous},
+                            seen_entries=[], source_status=source, integration_user="itsm.bridge")
+    assert [op.payload["status"] for op in plan.ops if op.op == "transition"] == ([expected] if expected else [])
+
+
+def test_only_public_desk_comments_by_people_flow_back_by_default(mapping) -> None:  # type: ignore[no-untyped-def]
+    entries = (entry("Customer called", id="j1", kind="comment", author="jane.doe"),
+               entry("vendor case 88", id="j2", kind="work_note", author="jane.doe"),
+               entry("[PagerDuty] note [itsm-bridge:3]", id="j3", kind="comment", author="jane.doe"),
+               entry("from the bridge", id="j4", kind="comment", author="itsm.bridge"))
+    plan = plan_desk_change(mapping, ticket=ticket(state="2"), entries=entries, target_seen={"state": "2"},
+                            seen_entries=[], source_status="acknowledged", integration_user="itsm.bridge")
+    notes = [op.payload["text"] for op in plan.ops if op.op == "note"]
+    assert len(notes) == 1 and "Customer called" in notes[0] and "INC0010001" in notes[0]
+    assert plan.echoes == 2 and sorted(plan.seen_entries) == ["j1", "j2", "j3", "j4"]
+
+
+def test_observed_fields_ignore_journal_fields(mapping) -> None:  # type: ignore[no-untyped-def]
+    seen = observed_fields(mapping, ticket(state="6", work_notes="", impact="2", unrelated="x"))
+    assert seen == {"state": "6", "impact": "2"}

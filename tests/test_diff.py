@@ -55,11 +55,11 @@ def test_update_sends_only_fields_whose_mapped_value_changed(mapping) -> None:  
 
 def test_desk_edit_of_a_field_the_source_did_not_touch_is_not_clobbered(mapping) -> None:  # type: ignore[no-untyped-def]
     # The desk changed assignment_group by hand; PagerDuty then only changes priority.
-    plan = plan_source_update(mapping, before=incident(), after=incident(priority="P1"), entries=(),
+    plan = plan_source_update(mapping, before=incident(), after=incident(priority="P3"), entries=(),
                               target_seen={"assignment_group": "Database Team"}, seen_entries=[])
     (op,) = plan.ops
     assert "assignment_group" not in op.payload["fields"]
-    assert op.payload["fields"]["urgency"] == "1"
+    assert op.payload["fields"]["urgency"] == "2"
     assert set(op.payload["fields"]) == {"urgency", "description"}  # the description shows the priority
 
 

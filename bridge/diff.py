@@ -90,13 +90,17 @@ def _notes(mapping: CompiledMapping, incident: Incident, entries: tuple[Timeline
 
 def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple[TimelineEntry, ...],
                      target_seen: Mapping[str, str], seen_entries: tuple[str, ...] | list[str],
-                     source_status: str, integration_user: str | None) -> Plan:
-    """What a desk change means for the source: transitions per ``[back]`` and desk notes as source notes."""
+                     source_status: str, integration_user: str | None, stale: bool = False) -> Plan:
+    """What a desk change means for the source: transitions per ``[back]`` and desk notes as source notes.
+
+    A `stale` snapshot (read before the bridge's own last write to the ticket) only contributes its
+    journal entries: its state may predate that write and must not be read as a desk decision.
+    """
     back = mapping.back
     ops: list[PlannedOp] = []
     state = ticket.fields.get("state")
     previous = target_seen.get("state")
-    if state is not None and previous is not None and state != previous:
+    if not stale and state is not None and previous is not None and state != previous:
         status = _back_status(back, state=state, previous=previous, source_status=source_status)
         if status:
             ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlmodel import Session, select
@@ -18,7 +19,7 @@ from sqlmodel import Session, select
 from bridge import audit
 from bridge.diff import Plan, observed_fields, plan_create, plan_desk_change, plan_source_update
 from bridge.errors import MappingError
-from bridge.model import Change, Incident, TimelineEntry
+from bridge.model import Change, Incident, TimelineEntry, parse_time
 from bridge.routing import Route
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp, dumps
@@ -99,35 +100,53 @@ def _apply_source_route(runtime: Runtime, session: Session, route: Route, change
         session.add(link)
         session.flush()
     else:
-        plan = _plan_linked_source(route, link, change)
+        plan = _plan_linked_source(route, link, change, row)
     _queue(runtime, session, route, link, plan, row)
     return {**result, "decision": plan.decision, "link": link.id, "ops": [op.op for op in plan.ops],
             "echoes": plan.echoes, "warnings": plan.warnings}
 
 
-def _plan_linked_source(route: Route, link: Link, change: Change) -> Plan:
+def _plan_linked_source(route: Route, link: Link, change: Change, row: InboxEvent) -> Plan:
     before = Incident.from_dict(link.load("source_state"))
     after = change.incident or before
     entries = change.entries
     pending_echo = link.load("pending_echo")
-    if change.incident is not None and pending_echo.get("status") == after.status:
-        # The source announcing a status the bridge itself set (a desk resolve flowing back): its
-        # side effects (assignees cleared on resolve) and its status line are part of the echo.
-        before = before.with_attributes(status=after.status, assignees=after.assignees)
-        entries = tuple(entry for entry in entries if entry.kind == "note")
-        link.save("pending_echo", {})
-    elif change.via == "poll" and change.incident is not None and before.status != after.status:
+    if change.incident is not None and pending_echo:
+        if after.status == pending_echo["status"]:
+            # The source announcing a status the bridge itself set (a desk resolve flowing back): its
+            # side effects (assignees cleared on resolve) and its status line are part of the echo.
+            before = before.with_attributes(status=after.status, assignees=after.assignees)
+            entries = tuple(entry for entry in entries if entry.kind == "note")
+            link.save("pending_echo", {})
+        elif _older_than(change, row, parse_time(pending_echo.get("at"))):
+            # Happened before the bridge's own write (in flight meanwhile): its timeline lines are true
+            # history, its state is not the source's state any more.
+            after = before
+        else:
+            link.save("pending_echo", {})
+    if change.via == "poll" and after is change.incident and before.status != after.status:
         entries = entries + (TimelineEntry(id=f"{change.event_id}:status", at=change.occurred_at, kind="status",
                                            text=f"Status is now {after.status} (caught up by polling)"),)
     seen = link.load("seen_entries")
     plan = plan_source_update(route.mapping, before=before, after=after, entries=entries,
                               target_seen=link.load("target_seen"), seen_entries=seen)
-    if change.incident is not None:
-        link.save("source_state", after.to_dict())
+    link.save("source_state", after.to_dict())
     link.save("seen_entries", seen + plan.seen_entries)
     if plan.echoes and plan.decision in ("echo", "no-change"):
         plan.decision = "echo"
     return plan
+
+
+def _older_than(change: Change, row: InboxEvent, moment: datetime | None) -> bool:
+    """Whether the state a change carries predates `moment` (a poll read before it, an event before it)."""
+    if moment is None:
+        return False
+    seen = row.observed_at if change.via == "poll" else change.occurred_at
+    return _aware(seen) < moment
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _process_desk_change(runtime: Runtime, session: Session, change: Change, row: InboxEvent) -> list[dict[str, Any]]:
@@ -145,10 +164,13 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
             continue
         seen = link.load("seen_entries")
         target_seen = link.load("target_seen")
+        written = link.target_written_at
+        stale = written is not None and _aware(row.observed_at) < _aware(written)
         plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
                                 seen_entries=seen, source_status=link.load("source_state").get("status", ""),
-                                integration_user=runtime.integration_user(change.connection))
-        link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})
+                                integration_user=runtime.integration_user(change.connection), stale=stale)
+        if not stale:  # a snapshot read before our own last write says nothing about the desk's state now
+            link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})
         link.save("seen_entries", seen + plan.seen_entries)
         link.target_number = ticket.number
         session.add(link)

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from bridge import audit
 from bridge.errors import WebhookError
@@ -28,15 +29,21 @@ class IngestResult:
     duplicates: int
 
 
-def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[str, str] | None = None) -> IngestResult:
-    """Commit changes to the inbox in one transaction (and move a poll cursor in the same one)."""
+def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[str, str] | None = None,
+                  observed_at: datetime | None = None) -> IngestResult:
+    """Commit changes to the inbox in one transaction (and move a poll cursor in the same one).
+
+    `observed_at` is when the state the changes carry was read (a poll's start): a snapshot read before
+    the bridge's own last write to that record may be stale, and the engine treats it so.
+    """
     accepted = duplicates = 0
+    observed_at = observed_at or runtime.clock()
     with runtime.store.transaction() as session:
         for change in changes:
             values = {
                 "connection": change.connection, "event_id": change.event_id, "event_type": change.event_type,
                 "record_key": f"{change.connection}:{change.record_id}", "change": dumps(change.to_dict()),
-                "status": "pending", "received_at": runtime.clock(),
+                "status": "pending", "received_at": runtime.clock(), "observed_at": observed_at,
             }
             if runtime.store.insert_ignore(session, InboxEvent, values):
                 accepted += 1
@@ -89,14 +96,15 @@ def poll_connection(runtime: Runtime, connection: str) -> IngestResult:
     """One poll of `connection` since its cursor; changes and the new cursor are committed together."""
     connector = runtime.connectors[connection]
     name = f"poll:{connection}"
-    result = connector.poll(runtime.store.get_cursor(name), now=runtime.clock())
+    started = runtime.clock()
+    result = connector.poll(runtime.store.get_cursor(name), now=started)
     cursor = (name, result.cursor) if result.cursor else None
     if not result.changes:
         if cursor:
             with runtime.store.transaction() as session:
                 runtime.store.set_cursor(session, *cursor)
         return IngestResult(0, 0)
-    return store_changes(runtime, list(result.changes), cursor=cursor)
+    return store_changes(runtime, list(result.changes), cursor=cursor, observed_at=started)
 
 
 def describe(body: bytes) -> str:

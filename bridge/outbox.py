@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from bridge import audit
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
-from bridge.model import Incident
+from bridge.model import Incident, format_time
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, Link, OutboxOp, dumps
 from connectors.base import Connector, marker
@@ -161,10 +161,12 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             link.target_id, link.target_number, link.target_url = record.id, record.number, record.url
         if "fields" in result and op.side == "target":
             link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
+        if op.side == "target":
+            link.target_written_at = runtime.clock()
         if op.op == "transition":
             state = link.load("source_state")
             link.save("source_state", Incident.from_dict({**state, "status": result["status"]}).to_dict())
-            link.save("pending_echo", {"status": result["status"]})
+            link.save("pending_echo", {"status": result["status"], "at": format_time(runtime.clock())})
         session.add(link)
         if op.op == "create":
             _queue_backlink(runtime, session, op, link)

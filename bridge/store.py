@@ -45,6 +45,8 @@ class InboxEvent(SQLModel, table=True):
     change: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(default="pending", description="pending | done | dead")
     received_at: datetime = Field(default_factory=utcnow)
+    observed_at: datetime = Field(default_factory=utcnow,
+                                  description="when the state it carries was read: a poll's start, a webhook's arrival")
     processed_at: datetime | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
 
@@ -69,6 +71,7 @@ class Link(SQLModel, table=True):
     target_seen: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     seen_entries: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     pending_echo: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    target_written_at: datetime | None = Field(default=None, description="when the bridge last wrote the ticket")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -198,8 +201,9 @@ class Store:
     def insert_ignore(self, session: Session, model: type[SQLModel], values: dict[str, Any]) -> bool:
         """INSERT unless it violates a unique constraint; True when a row was written (de-duplication)."""
         dialect = sqlite if self.is_sqlite else postgresql
-        statement = dialect.insert(model).values(**values).on_conflict_do_nothing()
-        return session.execute(statement).rowcount == 1
+        key = next(iter(model.__table__.primary_key.columns))  # type: ignore[attr-defined]
+        statement = dialect.insert(model).values(**values).on_conflict_do_nothing().returning(key)
+        return session.execute(statement).first() is not None
 
     def get_cursor(self, name: str) -> str | None:
         with Session(self.engine) as session:

@@ -84,6 +84,8 @@ def main(verbose: int) -> None:
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A poll still running when its next run is due is skipped on purpose (max_instances=1): not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR if verbose < 2 else logging.DEBUG)
 
 
 def load(config_path: Path) -> Config:

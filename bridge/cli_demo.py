@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -41,9 +42,9 @@ def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_jso
     if as_json:
         print_json(summary)
     else:
-        console.print(kv_table("itsm-bridge demo: PagerDuty -> ServiceNow", {k: summary[k] for k in SUMMARY_ROWS}))
-        console.print(f"store, config and audit trail kept in {summary['workdir']}")
-        console.print(f"try: itsm-bridge audit verify --config {summary['config']}")
+        console.print(kv_table("demo: PagerDuty <-> ServiceNow", {k: summary[k] for k in SUMMARY_ROWS}))
+        console.print(f"store, config and audit trail kept in {summary['workdir']}", soft_wrap=True)
+        console.print(f"try: itsm-bridge audit verify --config {summary['config']}", soft_wrap=True)
         for problem in result.problems[:20]:
             err_console.print(f"[red]not converged[/] {problem}")
     sys.exit(0 if result.ok else 1)
@@ -93,10 +94,10 @@ def sandbox(pagerduty_port: int, servicenow_port: int, host: str, webhook_url: s
                "\"type\":\"service_reference\"}}}'")
     click.echo("Ctrl-C to stop.")
     stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         pd.stop()
         sn.stop()

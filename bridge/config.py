@@ -71,6 +71,9 @@ class ServiceNowConnection(_Strict):
     table: str = "incident"
     poll_interval: float = Field(15.0, gt=0, description="seconds between reads of desk changes")
     poll_query: str = "correlation_displaySTARTSWITHitsm-bridge"
+    input_display_value: bool = Field(False, description="write reference fields by display name "
+                                                         "(sysparm_input_display_value=true)")
+    page_size: int = Field(1000, ge=1, le=10000)
 
     _check_secrets = field_validator("username", "password")(_secret_ref)
 

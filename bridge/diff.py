@@ -1,8 +1,9 @@
 """Planning: what one change means for the other side, as a list of ops. Pure functions, no I/O.
 
 Source -> desk: the desk gets only the fields whose *mapped* value changed since the source's last seen
-state (so a desk agent's edit to a field the source did not touch is never clobbered), minus fields the
-desk already holds, plus the responders' timeline as one work note.
+state (so a desk agent's edit to a field the source did not touch is never clobbered), plus the
+responders' timeline as one work note. (What the desk showed when last read is no guide here: ops
+still queued for the ticket may be about to change it.)
 
 Desk -> source: state moves listed in the route's ``[back]`` rules become transitions, and new desk
 journal entries become source notes, unless they are the bridge's own (marker or integration user).
@@ -53,16 +54,14 @@ def plan_create(mapping: CompiledMapping, incident: Incident,
 
 
 def plan_source_update(mapping: CompiledMapping, *, before: Incident, after: Incident,
-                       entries: tuple[TimelineEntry, ...], target_seen: Mapping[str, str],
-                       seen_entries: tuple[str, ...] | list[str]) -> Plan:
+                       entries: tuple[TimelineEntry, ...], seen_entries: tuple[str, ...] | list[str]) -> Plan:
     """A later change of a linked incident: changed mapped fields and new timeline lines, in one update."""
     new = apply(mapping, after, creating=False)
     try:
         old_fields = apply(mapping, before, creating=False).fields
     except MappingError:
         old_fields = {}  # the old state no longer maps (mapping edited): treat every field as changed
-    changed = {name: value for name, value in new.fields.items()
-               if old_fields.get(name) != value and target_seen.get(name) != value}
+    changed = {name: value for name, value in new.fields.items() if old_fields.get(name) != value}
     notes, echoes = _notes(mapping, after, entries, seen=seen_entries)
     fresh = [e.id for e in entries if e.id not in seen_entries]
     if not changed and not notes:

@@ -128,8 +128,7 @@ def _plan_linked_source(route: Route, link: Link, change: Change, row: InboxEven
         entries = entries + (TimelineEntry(id=f"{change.event_id}:status", at=change.occurred_at, kind="status",
                                            text=f"Status is now {after.status} (caught up by polling)"),)
     seen = link.load("seen_entries")
-    plan = plan_source_update(route.mapping, before=before, after=after, entries=entries,
-                              target_seen=link.load("target_seen"), seen_entries=seen)
+    plan = plan_source_update(route.mapping, before=before, after=after, entries=entries, seen_entries=seen)
     link.save("source_state", after.to_dict())
     link.save("seen_entries", seen + plan.seen_entries)
     if plan.echoes and plan.decision in ("echo", "no-change"):

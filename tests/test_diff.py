@@ -47,16 +47,17 @@ def test_create_carries_every_mapped_field_and_the_first_timeline_line(mapping) 
 def test_update_sends_only_fields_whose_mapped_value_changed(mapping) -> None:  # type: ignore[no-untyped-def]
     plan = plan_source_update(mapping, before=incident(), after=incident(status="acknowledged"),
                               entries=(entry("Acknowledged by Alice", id="e2", kind="status"),),
-                              target_seen={}, seen_entries=[])
+                              seen_entries=[])
     (op,) = plan.ops
     assert op.payload["fields"] == {"state": "2"}
     assert "Acknowledged by Alice" in op.payload["note"]
 
 
 def test_desk_edit_of_a_field_the_source_did_not_touch_is_not_clobbered(mapping) -> None:  # type: ignore[no-untyped-def]
-    # The desk changed assignment_group by hand; PagerDuty then only changes priority.
+    # The desk changed assignment_group by hand; PagerDuty then only changes priority: only what the
+    # priority maps to is sent, so the desk's own assignment stays.
     plan = plan_source_update(mapping, before=incident(), after=incident(priority="P3"), entries=(),
-                              target_seen={"assignment_group": "Database Team"}, seen_entries=[])
+                              seen_entries=[])
     (op,) = plan.ops
     assert "assignment_group" not in op.payload["fields"]
     assert op.payload["fields"]["urgency"] == "2"
@@ -66,22 +67,24 @@ def test_desk_edit_of_a_field_the_source_did_not_touch_is_not_clobbered(mapping)
 def test_nothing_new_plans_nothing_and_bridge_notes_are_echoes(mapping) -> None:  # type: ignore[no-untyped-def]
     plan = plan_source_update(mapping, before=incident(), after=incident(),
                               entries=(entry("ServiceNow ticket INC1 [itsm-bridge:7]", id="n9"),),
-                              target_seen={}, seen_entries=[])
+                              seen_entries=[])
     assert plan.ops == [] and plan.decision == "echo" and plan.echoes == 1
     again = plan_source_update(mapping, before=incident(), after=incident(), entries=(entry("x", id="n1"),),
-                               target_seen={}, seen_entries=["n1"])
+                               seen_entries=["n1"])
     assert again.ops == [] and again.decision == "no-change"
 
 
-def test_fields_the_desk_already_holds_are_not_resent(mapping) -> None:  # type: ignore[no-untyped-def]
-    plan = plan_source_update(mapping, before=incident(), after=incident(status="acknowledged"), entries=(),
-                              target_seen={"state": "2"}, seen_entries=[])
-    assert plan.ops == []
+def test_a_field_is_resent_even_if_the_desk_showed_it_while_ops_were_queued(mapping) -> None:  # type: ignore[no-untyped-def]
+    # Acknowledged (state 2, still queued) then reassigned (PagerDuty sets it back to triggered):
+    # the second change must send state 1 even though the desk still showed 1 when last read.
+    plan = plan_source_update(mapping, before=incident(status="acknowledged"), after=incident(status="triggered"),
+                              entries=(), seen_entries=[])
+    assert plan.ops[0].payload["fields"] == {"state": "1"}
 
 
 def test_owner_target_fields_are_never_updated(mapping) -> None:  # type: ignore[no-untyped-def]
     plan = plan_source_update(mapping, before=incident(), after=incident(title="New title"), entries=(),
-                              target_seen={}, seen_entries=[])
+                              seen_entries=[])
     assert "caller_id" not in plan.ops[0].payload["fields"]
     assert plan.ops[0].payload["fields"]["short_description"] == "[Payments API] New title"
 

@@ -168,7 +168,7 @@ def status(config_path: Path, as_json: bool) -> None:
                               "behind dead-lettered events of the same incident: replay or discard them.[/]")
         for letter in report["open_dead_letters"]:
             err_console.print(f"[red]dead-letter {letter['id']}[/] ({letter['kind']}, {letter['connection']}): "
-                              f"{letter['error']}", highlight=False)
+                              f"{escape(letter['error'])}", highlight=False, soft_wrap=True)
     sys.exit(1 if report["dead_letters"] else 0)
 
 

@@ -41,6 +41,11 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
         try:
             if _process_one(runtime, event_id):
                 processed += 1
+        except MappingError as exc:  # an admin's to fix: say what, no traceback
+            log.error("inbox event %s dead-lettered: %s", event_id, exc)
+            _dead_letter_event(runtime, event_id, exc)
+            blocked.add(record_key)
+            processed += 1
         except Exception as exc:  # the job boundary: anything unexpected is kept, never fatal
             log.exception("inbox event %s failed", event_id)
             _dead_letter_event(runtime, event_id, exc)

@@ -163,7 +163,9 @@ class PagerDutyConnector(Connector):
                 entries = tuple(self.list_notes(canonical.id))
             changes.append(Change(
                 connection=self.name, event_type="incident.polled", record_id=canonical.id,
-                event_id=f"poll:{canonical.id}:{incident.get('updated_at')}:{canonical.status}",
+                # updated_at has one-second resolution: the note count tells a note added within the
+                # same second apart from the version already polled.
+                event_id=f"poll:{canonical.id}:{incident.get('updated_at')}:{canonical.status}:{len(entries)}",
                 occurred_at=canonical.updated_at, incident=canonical, entries=entries, via="poll"))
         return PollResult(changes=changes, cursor=format_time(now))
 

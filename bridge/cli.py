@@ -6,68 +6,23 @@ Exit codes: 0 ok; 1 findings (verification failed, work left undelivered, demo d
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from bridge.config import Config, load_config
-from bridge.errors import BridgeError, ConfigError
-
-console = Console()
-err_console = Console(stderr=True)
-
-CONFIG_HELP = "Path of config.toml (default: $ITSM_BRIDGE_CONFIG or ./config.toml)."
-
-
-def _config_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                        default=lambda: os.environ.get("ITSM_BRIDGE_CONFIG", "config.toml"),
-                        show_default="config.toml", help=CONFIG_HELP)(function)
-
-
-def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")(function)
-
-
-def handle_errors(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Config errors exit 2 with every problem listed; other bridge errors exit 1 with their message."""
-
-    @wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except ConfigError as exc:
-            err_console.print(f"[bold red]config error[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            sys.exit(2)
-        except BridgeError as exc:
-            err_console.print(f"[bold red]error[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def kv_table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    return table
-
+from bridge.cli_common import (
+    _config_option,
+    _json_option,
+    console,
+    err_console,
+    handle_errors,
+    kv_table,
+    load,
+    print_json,
+)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -81,15 +36,12 @@ def main(verbose: int) -> None:
       itsm-bridge sandbox                      run the simulators to try your own config
       itsm-bridge config validate --config F   check a config before going live
       itsm-bridge run --config F               run the daemon (webhooks, polls, delivery)
+      itsm-bridge compliance check --config F  check a period against ITIL and DORA
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A poll still running when its next run is due is skipped on purpose (max_instances=1): not news.
     logging.getLogger("apscheduler").setLevel(logging.ERROR if verbose < 2 else logging.DEBUG)
-
-
-def load(config_path: Path) -> Config:
-    return load_config(config_path)
 
 
 # -- run / sync -------------------------------------------------------------------------------------
@@ -175,8 +127,9 @@ def status(config_path: Path, as_json: bool) -> None:
 def _register_subcommands() -> None:
     from bridge.cli_admin import audit_group, config_group, dead_letter_group, mappings_group
     from bridge.cli_demo import demo, sandbox
+    from compliance.cli import compliance_group
 
-    for command in (config_group, mappings_group, audit_group, dead_letter_group, demo, sandbox):
+    for command in (config_group, mappings_group, audit_group, dead_letter_group, compliance_group, demo, sandbox):
         main.add_command(command)
 
 

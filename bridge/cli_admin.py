@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from bridge.cli import _config_option, _json_option, console, err_console, handle_errors, kv_table, load, print_json
+from bridge.cli_common import _config_option, _json_option, console, err_console, handle_errors, kv_table, load, print_json
 from bridge.errors import ConfigError
 
 

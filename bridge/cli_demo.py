@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from bridge.cli import console, err_console, kv_table, print_json
+from bridge.cli_common import console, err_console, kv_table, print_json
 
 SUMMARY_ROWS = ("incidents", "tickets", "updates", "notes", "resolved_from_desk", "desk_comments", "retries",
                 "faults_injected", "dead_letters", "duplicates", "audit_entries", "audit_verified", "converged",
-                "seconds")
+                "compliance_findings", "bundle_verified", "seconds")
 
 
 @click.command()
@@ -31,7 +31,8 @@ def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_jso
     Starts both simulators (with injected 5xx and 429 faults), a fresh SQLite store and the daemon,
     plays responders (trigger, acknowledge, notes, priority, reassign, resolve) and desk agents
     (comments, resolving tickets), waits for both sides to agree, checks every pair, verifies the
-    audit chain and prints a summary. Exit 0 only if it converged with no duplicate ticket.
+    audit chain, runs the ITIL/DORA compliance check and writes a signed evidence bundle, and prints a
+    summary. Exit 0 only if it converged with no duplicate ticket and the chain and bundle verify.
     The folder it names keeps the config, the store and the audit trail for you to inspect.
     """
     from bridge.demo import run_demo
@@ -44,7 +45,9 @@ def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_jso
     else:
         console.print(kv_table("demo: PagerDuty <-> ServiceNow", {k: summary[k] for k in SUMMARY_ROWS}))
         console.print(f"store, config and audit trail kept in {summary['workdir']}", soft_wrap=True)
-        console.print(f"try: itsm-bridge audit verify --config {summary['config']}", soft_wrap=True)
+        console.print(f"evidence bundle (signed): {summary['evidence_bundle']}", soft_wrap=True)
+        console.print(f"try: itsm-bridge compliance check --config {summary['config']}", soft_wrap=True)
+        console.print(f"     itsm-bridge compliance verify-bundle {summary['evidence_bundle']}", soft_wrap=True)
         for problem in result.problems[:20]:
             err_console.print(f"[red]not converged[/] {problem}")
     sys.exit(0 if result.ok else 1)

@@ -174,7 +174,18 @@ def check_references(config: Config) -> list[ConfigProblem]:
                 problems.append(ConfigProblem(f"{where}.{role}",
                                               f"connection {name!r} ({connection.type}) cannot be a {role}"))
         problems.extend(compile_route(route, index=index, connections=config.connections)[1])
+    problems.extend(_compliance_problems(config))
     return problems
+
+
+def _compliance_problems(config: Config) -> list[ConfigProblem]:
+    from compliance.settings import settings_from
+
+    try:
+        settings_from(config.compliance)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
 
 
 def _problem(error: dict[str, Any], data: dict[str, Any]) -> ConfigProblem:

@@ -12,6 +12,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 
+from bridge.deadline_clock import run_deadline_clock
 from bridge.engine import process_inbox
 from bridge.ingest import poll_connection
 from bridge.outbox import deliver_due, next_due_in
@@ -73,6 +74,8 @@ def sync_once(runtime: Runtime) -> CycleReport:
         if error:
             report.poll_errors.append(error)
     work_until_idle(runtime)
+    if run_deadline_clock(runtime):
+        work_until_idle(runtime)
     depths = queue_depths(runtime.store)
     report.inbox_pending = depths["inbox_pending"]
     report.outbox_pending = depths["outbox_pending"]
@@ -100,6 +103,8 @@ class Daemon:
         if self._scheduler is not None:
             for name, seconds in poll_intervals(self.runtime).items():
                 self._scheduler.every(seconds, lambda name=name: self._poll(name), name=f"poll:{name}")
+            self._scheduler.every(self.runtime.compliance.clock_interval_seconds, self._deadline_clock,
+                                  name="compliance:deadline-clock")
             self._scheduler.start()
         self._server.start()
         return self
@@ -130,6 +135,13 @@ class Daemon:
     def _poll(self, name: str) -> None:
         if safe_poll(self.runtime, name) is None:
             self._wake.set()
+
+    def _deadline_clock(self) -> None:
+        try:
+            if run_deadline_clock(self.runtime):
+                self._wake.set()
+        except Exception:  # never let the clock take the daemon down
+            log.exception("deadline clock failed")
 
     def _work(self) -> None:
         while not self._stopping.is_set():

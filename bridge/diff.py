@@ -99,10 +99,14 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
     ops: list[PlannedOp] = []
     state = ticket.fields.get("state")
     previous = target_seen.get("state")
-    if not stale and state is not None and previous is not None and state != previous:
-        status = _back_status(back, state=state, previous=previous, source_status=source_status)
-        if status:
-            ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
+    if state is not None and previous is not None and state != previous:
+        if stale:
+            # Maybe a desk decision, maybe the state before our own write: read the ticket again.
+            ops.append(PlannedOp("target", "refresh", {"reason": f"state {state} read before the bridge's last write"}))
+        else:
+            status = _back_status(back, state=state, previous=previous, source_status=source_status)
+            if status:
+                ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
     echoes = 0
     fresh: list[str] = []
     for entry in entries:

@@ -23,6 +23,8 @@ from bridge.model import Change, Incident, TimelineEntry, parse_time
 from bridge.routing import Route
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp, dumps
+from compliance.feed import from_incident, from_ticket
+from compliance.store import evidence_ref, get_timeline, save_timeline
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,9 @@ def _process_one(runtime: Runtime, event_id: int) -> bool:
         row.status = "done"
         row.processed_at = runtime.clock()
         session.add(row)
-        audit.append(runtime.store, session, "event.processed", row.record_key,
-                     {"event_id": change.event_id, "event_type": change.event_type, "routes": results})
+        entry = audit.append(runtime.store, session, "event.processed", row.record_key,
+                             {"event_id": change.event_id, "event_type": change.event_type, "routes": results})
+        _feed_timelines(runtime, session, change, results, evidence_ref(entry))
     for result in results:
         runtime.metrics.events_processed.labels(result.get("route", "-"), result["decision"]).inc()
     return True
@@ -196,6 +199,25 @@ def _queue(runtime: Runtime, session: Session, route: Route, link: Link, plan: P
             "side": op.side, "op": op.op, "payload": dumps(dict(op.payload)), "status": "pending",
             "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
         })
+
+
+def _feed_timelines(runtime: Runtime, session: Session, change: Change, results: list[dict[str, Any]],
+                    ref: str) -> None:
+    """Keep each linked incident's compliance timeline in step, in the same transaction, citing `ref`."""
+    for link_id in {result["link"] for result in results if result.get("link")}:
+        link = session.get(Link, link_id)
+        if link is None:
+            continue
+        current = get_timeline(session, link.correlation_id)
+        if change.ticket is not None:
+            updated = from_ticket(current, change.ticket, timeline_id=link.correlation_id, ref=ref,
+                                  desk_fields=runtime.compliance.desk_fields)
+        elif change.incident is not None:
+            updated = from_incident(current, change.incident, timeline_id=link.correlation_id,
+                                    at=change.occurred_at, ref=ref)
+        else:
+            continue
+        save_timeline(session, updated)
 
 
 def correlation_id(connection: str, source_id: str) -> str:

@@ -21,9 +21,12 @@ from sqlmodel import Session, select
 
 from bridge import audit
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
-from bridge.model import Incident, format_time
+from bridge.ingest import store_changes
+from bridge.model import Change, Incident, format_time
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, Link, OutboxOp, dumps
+from compliance.feed import from_ticket_created
+from compliance.store import evidence_ref, get_timeline, save_timeline
 from connectors.base import Connector, marker
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,9 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
         if fields:
             connector.update(link.target_id, fields)  # type: ignore[arg-type]
         return {"fields": payload["fields"]}
+    if op.op == "refresh":
+        _refresh(runtime, connector, op, link)
+        return {}
     if op.op == "transition":
         connector.transition(link.source_id, payload["status"])
         return {"status": payload["status"]}
@@ -133,6 +139,15 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
             connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
         return {}
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
+
+
+def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> None:
+    """Read a ticket again and queue what it shows as a fresh change (after a stale snapshot)."""
+    started = runtime.clock()
+    ticket = connector.get(link.target_id)  # type: ignore[arg-type]
+    change = Change(connection=op.connection, event_id=f"refresh:{ticket.id}:{op.id}", event_type="ticket.refreshed",
+                    record_id=ticket.id, occurred_at=ticket.updated_at, ticket=ticket, via="refresh")
+    store_changes(runtime, [change], observed_at=started)
 
 
 def _notes_field(runtime: Runtime, op: OutboxOp) -> str:
@@ -161,7 +176,7 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             link.target_id, link.target_number, link.target_url = record.id, record.number, record.url
         if "fields" in result and op.side == "target":
             link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
-        if op.side == "target":
+        if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()
         if op.op == "transition":
             state = link.load("source_state")
@@ -170,13 +185,17 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         session.add(link)
         if op.op == "create":
             _queue_backlink(runtime, session, op, link)
-        audit.append(runtime.store, session, "op.delivered", f"{op.connection}:{link.target_number or link.source_id}", {
+        entry = audit.append(runtime.store, session, "op.delivered", f"{op.connection}:{link.target_number or link.source_id}", {
             "op": op.op, "op_id": op.id, "route": op.route, "side": op.side, "attempt": op.attempts,
             "record": link.target_id if op.side == "target" else link.source_id,
             "number": link.target_number if op.side == "target" else None,
             "fields": result.get("fields") or ({"status": result["status"]} if "status" in result else {}),
             "found_existing": result.get("found_existing", False), "http_status": status,
         })
+        if op.op == "create" and link.target_number:
+            timeline = from_ticket_created(get_timeline(session, link.correlation_id), timeline_id=link.correlation_id,
+                                           number=link.target_number, ref=evidence_ref(entry))
+            save_timeline(session, timeline)
 
 
 def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:

@@ -20,6 +20,7 @@ from bridge.registry import build_connector
 from bridge.routing import Route, compile_routes
 from bridge.secrets import SecretResolutionError, resolve_secret
 from bridge.store import Store
+from compliance.settings import ComplianceSettings, settings_from
 from connectors.base import Connector
 
 LABELS = {"servicenow": "ServiceNow", "pagerduty": "PagerDuty", "jsm": "Jira Service Management"}
@@ -64,6 +65,7 @@ class Runtime:
     routes: list[Route]
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utcnow
+    compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
 
     @classmethod
     def build(cls, config: Config, *, store: Store | None = None, metrics: Metrics | None = None,
@@ -81,7 +83,7 @@ class Runtime:
 
             connectors[name] = build_connector(name, connection.type, settings, session_factory=factory)
         return cls(config=config, store=store, connectors=connectors, routes=compile_routes(config),
-                   metrics=metrics, clock=clock)
+                   metrics=metrics, clock=clock, compliance=settings_from(config.compliance))
 
     def route(self, name: str) -> Route | None:
         return next((route for route in self.routes if route.name == name), None)

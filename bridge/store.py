@@ -244,3 +244,7 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# The compliance timeline table shares this metadata, so create_schema() creates it too.
+import compliance.store  # noqa: E402,F401  (imported last: it builds on the tables above)

@@ -118,3 +118,11 @@ def test_only_public_desk_comments_by_people_flow_back_by_default(mapping) -> No
 def test_observed_fields_ignore_journal_fields(mapping) -> None:  # type: ignore[no-untyped-def]
     seen = observed_fields(mapping, ticket(state="6", work_notes="", impact="2", unrelated="x"))
     assert seen == {"state": "6", "impact": "2"}
+
+
+def test_a_stale_desk_snapshot_is_read_again_not_trusted(mapping) -> None:  # type: ignore[no-untyped-def]
+    # Read before the bridge's own last write: "6" may be the desk's decision or the past; ask again.
+    plan = plan_desk_change(mapping, ticket=ticket(state="6"), entries=(entry("hi", id="j1", kind="comment"),),
+                            target_seen={"state": "2"}, seen_entries=[], source_status="acknowledged",
+                            integration_user="itsm.bridge", stale=True)
+    assert [op.op for op in plan.ops] == ["refresh", "note"]

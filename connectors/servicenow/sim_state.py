@@ -205,6 +205,8 @@ class DeskState:
             if name in JOURNAL_FIELDS:
                 if value.strip():
                     notes.append((name, value))
+            elif name.startswith("u_"):  # an instance's custom field (u_dora_major, ...): stored as given
+                record[name] = value
             elif name in INCIDENT_FIELDS and name not in SYSTEM_FIELDS:
                 if name in REFERENCES:
                     value = self._resolve_reference(name, value, by_display)

@@ -1,0 +1,28 @@
+"""Checking what the bridge's own store holds: timelines, the audit chain and recorded assessments.
+
+Shared by `compliance check`/`export` and the demo, so both judge the store the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from bridge.audit import verify_store
+from bridge.store import Store
+from compliance.checker import check, in_period
+from compliance.rules import Context, Finding
+from compliance.settings import ComplianceSettings
+from compliance.store import load_assessments, load_timelines
+from compliance.timeline import Timeline
+
+
+def check_store(store: Store, settings: ComplianceSettings, *, now: datetime,
+                period: tuple[Any, Any] = (None, None),
+                packs: Sequence[str] | None = None) -> tuple[list[Timeline], list[Finding], Context]:
+    """The period's timelines, their findings, and the context (chain verification included)."""
+    everything = load_timelines(store)
+    context = Context(settings=settings, now=now, audit_verification=verify_store(store), all_timelines=everything,
+                      period=period, recurring_assessments=load_assessments(store))
+    timelines = in_period(everything, *period)
+    return timelines, check(timelines, settings, packs=packs, context=context), context

@@ -78,12 +78,39 @@ class ServiceNowConnection(_Strict):
     _check_secrets = field_validator("username", "password")(_secret_ref)
 
 
-Connection = Annotated[Union[PagerDutyConnection, ServiceNowConnection], Field(discriminator="type")]
+class JsmConnection(_Strict):
+    type: Literal["jsm"]
+    url: str
+    email: str
+    api_token: str
+    project: str = Field(min_length=1)
+    issue_type: str = "Incident"
+    request_type: str | None = None
+    request_type_field: str = "customfield_10010"
+    transitions: dict[str, str] = Field(default_factory=dict,
+                                        description="desk state name -> the workflow's transition name (never "
+                                                    "ids); unmapped states use the transition leading to them")
+    resolution: str = "Done"
+    poll_interval: float = Field(15.0, gt=0, description="seconds between JQL reads of desk changes")
+    poll_query: str = "labels = itsm-bridge"
+    page_size: int = Field(50, ge=1, le=100)
+    poll_overlap_seconds: float = Field(120.0, ge=0)
+    find_probe_limit: int = Field(25, ge=0)
+    find_probe_misses: int = Field(2, ge=1)
+    webhook_secret: str | None = None
+    allow_unsigned_webhooks: bool = False
+
+    _check_secrets = field_validator("email", "api_token", "webhook_secret")(_secret_ref)
+
+
+Connection = Annotated[Union[PagerDutyConnection, ServiceNowConnection, JsmConnection],
+                       Field(discriminator="type")]
 
 #: Which config keys of each connection type hold secret references (resolved when building connectors).
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "pagerduty": ("token", "webhook_secret"),
     "servicenow": ("username", "password"),
+    "jsm": ("email", "api_token", "webhook_secret"),
 }
 
 
@@ -234,7 +261,8 @@ def _siblings(loc: tuple[Any, ...], data: dict[str, Any]) -> list[str]:
     elif loc[0] == "routes" and len(loc) == 2:
         model = RouteConfig
     elif loc[0] == "connections" and len(loc) == 3:
-        model = {"pagerduty": PagerDutyConnection, "servicenow": ServiceNowConnection}.get(str(loc[2]))
+        model = {"pagerduty": PagerDutyConnection, "servicenow": ServiceNowConnection,
+                 "jsm": JsmConnection}.get(str(loc[2]))
     return [name for name in (model.model_fields if model else {}) if name != "base_dir"]
 
 

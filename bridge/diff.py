@@ -15,6 +15,7 @@ event announcing that change is recognised through the link's ``pending_echo`` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping
 
 from bridge.errors import MappingError
@@ -41,6 +42,48 @@ class Plan:
     echoes: int = 0
     warnings: list[str] = field(default_factory=list)
     seen_entries: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FieldTimes:
+    """When each side last changed a two-way field, and when it was last synced: last writer wins.
+
+    Keys are desk field names. Times are the changes' own timestamps (the source event's time, the
+    desk record's update time), kept in the link so the decision is the same whatever the order in
+    which the bridge happens to read the two sides.
+    """
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self.data: dict[str, str] = dict(data or {})
+
+    def _get(self, key: str) -> datetime | None:
+        value = self.data.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    def decide(self, name: str, *, side: str, at: datetime) -> dict[str, Any] | None:
+        """None when nothing competes with this change of `name`; else the conflict and its winner.
+
+        A change competes with the other side's change when that one is not synced yet, or was synced
+        from a change at least as recent as this one. Ties go to the source: the responders' tool is
+        where the incident is being worked.
+        """
+        other = "desk" if side == "source" else "source"
+        theirs, synced = self._get(f"{other}:{name}"), self._get(f"sync:{name}")
+        synced_by = self.data.get(f"sync_by:{name}")
+        self.data[f"{side}:{name}"] = at.isoformat()
+        if synced is not None and synced_by == other and (at < synced or (at == synced and other == "source")):
+            rival = synced  # the other side's newer change already went through
+        elif theirs is not None and (synced is None or theirs > synced):
+            rival = theirs  # the other side changed it too and that is not synced yet
+        else:
+            return None
+        mine_wins = at > rival or (at == rival and side == "source")
+        return {"winner": side if mine_wins else other, f"{side}_at": at.isoformat(),
+                f"{other}_at": rival.isoformat()}
+
+    def synced(self, name: str, *, side: str, at: datetime) -> None:
+        self.data[f"sync:{name}"] = at.isoformat()
+        self.data[f"sync_by:{name}"] = side
 
 
 def plan_create(mapping: CompiledMapping, incident: Incident,
@@ -54,22 +97,40 @@ def plan_create(mapping: CompiledMapping, incident: Incident,
 
 
 def plan_source_update(mapping: CompiledMapping, *, before: Incident, after: Incident,
-                       entries: tuple[TimelineEntry, ...], seen_entries: tuple[str, ...] | list[str]) -> Plan:
-    """A later change of a linked incident: changed mapped fields and new timeline lines, in one update."""
+                       entries: tuple[TimelineEntry, ...], seen_entries: tuple[str, ...] | list[str],
+                       times: FieldTimes | None = None, at: datetime | None = None,
+                       desk_values: Mapping[str, str] | None = None) -> Plan:
+    """A later change of a linked incident: changed mapped fields and new timeline lines, in one update.
+
+    For ``owner = "both"`` fields the desk may have changed the field since it was last synced: then the
+    later of the two changes wins (`times`, the change's own time `at`), and the decision is a conflict
+    entry in the plan for the audit trail.
+    """
     new = apply(mapping, after, creating=False)
     try:
         old_fields = apply(mapping, before, creating=False).fields
     except MappingError:
         old_fields = {}  # the old state no longer maps (mapping edited): treat every field as changed
     changed = {name: value for name, value in new.fields.items() if old_fields.get(name) != value}
+    conflicts: list[dict[str, Any]] = []
+    if times is not None and at is not None:
+        for name in [n for n in changed if mapping.owner(n) == "both"]:
+            verdict = times.decide(name, side="source", at=at)
+            if verdict is not None:
+                conflicts.append({"field": name, "source_value": changed[name],
+                                  "desk_value": (desk_values or {}).get(name), **verdict})
+                if verdict["winner"] == "desk":
+                    del changed[name]
+                    continue
+            times.synced(name, side="source", at=at)
     notes, echoes = _notes(mapping, after, entries, seen=seen_entries)
     fresh = [e.id for e in entries if e.id not in seen_entries]
     if not changed and not notes:
         return Plan("echo" if echoes else "no-change", echoes=echoes, warnings=list(new.warnings),
-                    seen_entries=fresh)
+                    seen_entries=fresh, conflicts=conflicts)
     payload = {"fields": changed, "note": notes}
     return Plan("update", [PlannedOp("target", "update", payload)], echoes=echoes,
-                warnings=list(new.warnings), seen_entries=fresh)
+                warnings=list(new.warnings), seen_entries=fresh, conflicts=conflicts)
 
 
 def _notes(mapping: CompiledMapping, incident: Incident, entries: tuple[TimelineEntry, ...],
@@ -89,7 +150,8 @@ def _notes(mapping: CompiledMapping, incident: Incident, entries: tuple[Timeline
 
 def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple[TimelineEntry, ...],
                      target_seen: Mapping[str, str], seen_entries: tuple[str, ...] | list[str],
-                     source_status: str, integration_user: str | None, stale: bool = False) -> Plan:
+                     source_status: str, integration_user: str | None, stale: bool = False,
+                     source: Incident | None = None, times: FieldTimes | None = None) -> Plan:
     """What a desk change means for the source: transitions per ``[back]`` and desk notes as source notes.
 
     A `stale` snapshot (read before the bridge's own last write to the ticket) only contributes its
@@ -97,8 +159,9 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
     """
     back = mapping.back
     ops: list[PlannedOp] = []
-    state = ticket.fields.get("state")
-    previous = target_seen.get("state")
+    conflicts: list[dict[str, Any]] = []
+    state = ticket.fields.get(back.state_field)
+    previous = target_seen.get(back.state_field)
     if state is not None and previous is not None and state != previous:
         if stale:
             # Maybe a desk decision, maybe the state before our own write: read the ticket again.
@@ -107,6 +170,11 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
             status = _back_status(back, state=state, previous=previous, source_status=source_status)
             if status:
                 ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
+    if not stale and source is not None:
+        updates, conflicts = _back_fields(back, ticket=ticket, target_seen=target_seen, source=source,
+                                          times=times or FieldTimes())
+        if updates:
+            ops.append(PlannedOp("source", "update", {"fields": updates}))
     echoes = 0
     fresh: list[str] = []
     for entry in entries:
@@ -120,7 +188,32 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
             ops.append(PlannedOp("source", "note", {"text": render_back_note(mapping, ticket, entry),
                                                     "entry_id": entry.id}))
     decision = "back" if ops else ("echo" if echoes else "no-change")
-    return Plan(decision, ops, echoes=echoes, seen_entries=fresh)
+    return Plan(decision, ops, echoes=echoes, seen_entries=fresh, conflicts=conflicts)
+
+
+def _back_fields(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str], source: Incident,
+                 times: FieldTimes) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Desk edits of two-way fields as source attribute updates, after the last-writer-wins check."""
+    updates: dict[str, str] = {}
+    conflicts: list[dict[str, Any]] = []
+    for attribute, rule in back.fields.items():
+        desk_field = rule.from_
+        value = ticket.fields.get(desk_field)
+        if value is None or target_seen.get(desk_field) in (None, value):
+            continue  # unknown before, or unchanged since the bridge last saw or wrote it
+        mapped = rule.map.get(value, rule.default if rule.map else value)
+        if mapped is None:
+            continue
+        verdict = times.decide(desk_field, side="desk", at=ticket.updated_at)
+        if verdict is not None:
+            conflicts.append({"field": desk_field, "desk_value": value,
+                              "source_value": str(getattr(source, attribute, None)), **verdict})
+            if verdict["winner"] == "source":
+                continue
+        times.synced(desk_field, side="desk", at=ticket.updated_at)
+        if str(getattr(source, attribute, None)) != mapped:
+            updates[attribute] = mapped
+    return updates, conflicts
 
 
 def _back_status(back: Any, *, state: str, previous: str, source_status: str) -> str | None:

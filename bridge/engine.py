@@ -17,7 +17,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bridge import audit
-from bridge.diff import Plan, observed_fields, plan_create, plan_desk_change, plan_source_update
+from bridge.diff import FieldTimes, Plan, observed_fields, plan_create, plan_desk_change, plan_source_update
 from bridge.errors import MappingError
 from bridge.model import Change, Incident, TimelineEntry, parse_time
 from bridge.routing import Route
@@ -109,6 +109,7 @@ def _apply_source_route(runtime: Runtime, session: Session, route: Route, change
         session.flush()
     else:
         plan = _plan_linked_source(route, link, change, row)
+        _audit_conflicts(runtime, session, route, link, plan)
     _queue(runtime, session, route, link, plan, row)
     return {**result, "decision": plan.decision, "link": link.id, "ops": [op.op for op in plan.ops],
             "echoes": plan.echoes, "warnings": plan.warnings}
@@ -119,11 +120,12 @@ def _plan_linked_source(route: Route, link: Link, change: Change, row: InboxEven
     after = change.incident or before
     entries = change.entries
     pending_echo = link.load("pending_echo")
-    if change.incident is not None and pending_echo:
-        if after.status == pending_echo["status"]:
-            # The source announcing a status the bridge itself set (a desk resolve flowing back): its
-            # side effects (assignees cleared on resolve) and its status line are part of the echo.
-            before = before.with_attributes(status=after.status, assignees=after.assignees)
+    written = {name: value for name, value in pending_echo.items() if name != "at"}
+    if change.incident is not None and written:
+        if all(str(getattr(after, name)) == str(value) for name, value in written.items()):
+            # The source announcing what the bridge itself set (a desk resolve flowing back): its side
+            # effects (assignees cleared on resolve) and its own timeline line are part of the echo.
+            before = before.with_attributes(**written, assignees=after.assignees)
             entries = tuple(entry for entry in entries if entry.kind == "note")
             link.save("pending_echo", {})
         elif _older_than(change, row, parse_time(pending_echo.get("at"))):
@@ -136,7 +138,10 @@ def _plan_linked_source(route: Route, link: Link, change: Change, row: InboxEven
         entries = entries + (TimelineEntry(id=f"{change.event_id}:status", at=change.occurred_at, kind="status",
                                            text=f"Status is now {after.status} (caught up by polling)"),)
     seen = link.load("seen_entries")
-    plan = plan_source_update(route.mapping, before=before, after=after, entries=entries, seen_entries=seen)
+    times = FieldTimes(link.load("field_times"))
+    plan = plan_source_update(route.mapping, before=before, after=after, entries=entries, seen_entries=seen,
+                              times=times, at=_aware(change.occurred_at), desk_values=link.load("target_seen"))
+    link.save("field_times", times.data)
     link.save("source_state", after.to_dict())
     link.save("seen_entries", seen + plan.seen_entries)
     if plan.echoes and plan.decision in ("echo", "no-change"):
@@ -173,18 +178,30 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         target_seen = link.load("target_seen")
         written = link.target_written_at
         stale = written is not None and _aware(row.observed_at) < _aware(written)
+        source_state = link.load("source_state")
+        times = FieldTimes(link.load("field_times"))
         plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
-                                seen_entries=seen, source_status=link.load("source_state").get("status", ""),
-                                integration_user=runtime.integration_user(change.connection), stale=stale)
+                                seen_entries=seen, source_status=source_state.get("status", ""),
+                                integration_user=runtime.integration_user(change.connection), stale=stale,
+                                source=Incident.from_dict(source_state) if source_state else None, times=times)
+        link.save("field_times", times.data)
         if not stale:  # a snapshot read before our own last write says nothing about the desk's state now
             link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})
         link.save("seen_entries", seen + plan.seen_entries)
         link.target_number = ticket.number
         session.add(link)
         _queue(runtime, session, route, link, plan, row)
+        _audit_conflicts(runtime, session, route, link, plan)
         results.append({"route": route.name, "decision": plan.decision, "link": link.id,
                         "ops": [op.op for op in plan.ops], "echoes": plan.echoes})
     return results
+
+
+def _audit_conflicts(runtime: Runtime, session: Session, route: Route, link: Link, plan: Plan) -> None:
+    """Every last-writer-wins decision is an audit entry naming both values and the winner."""
+    for conflict in plan.conflicts:
+        audit.append(runtime.store, session, "conflict.decided", link.correlation_id,
+                     {"route": route.name, "link": link.id, **conflict})
 
 
 def _queue(runtime: Runtime, session: Session, route: Route, link: Link, plan: Plan, row: InboxEvent) -> None:

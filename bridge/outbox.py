@@ -118,8 +118,9 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
             runtime.metrics.duplicates_prevented.labels(op.connection).inc(0 if retrying else 1)
             return {"record": existing, "fields": payload["fields"], "found_existing": True}
         ref = connector.create(fields, correlation_id=link.correlation_id)
+        _remote_link(runtime, connector, ref.id, link)
         return {"record": ref, "fields": payload["fields"], "found_existing": False}
-    if op.op == "update":
+    if op.op == "update" and op.side == "target":
         fields = _with_note(runtime, op, payload, tag)
         note_field = _notes_field(runtime, op)
         if retrying and fields.get(note_field) and connector.has_note(link.target_id, tag):  # type: ignore[arg-type]
@@ -133,12 +134,23 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
     if op.op == "transition":
         connector.transition(link.source_id, payload["status"])
         return {"status": payload["status"]}
+    if op.op == "update" and op.side == "source":
+        connector.update(link.source_id, payload["fields"])
+        return {"source_fields": payload["fields"]}
     if op.op == "note":
         record = link.source_id if op.side == "source" else link.target_id
         if not (retrying and connector.has_note(record, tag)):  # type: ignore[arg-type]
             connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
         return {}
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
+
+
+def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: Link) -> None:
+    """Desks that keep links apart from fields (JSM remote links) get one back to the source incident."""
+    add = getattr(connector, "add_remote_link", None)
+    url = link.load("source_state").get("url")
+    if add is not None and url:
+        add(record_id, url, f"{runtime.label(link.source_connection)} incident {link.source_id}")
 
 
 def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> None:
@@ -178,10 +190,13 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
         if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()
-        if op.op == "transition":
+        written = {"status": result["status"]} if op.op == "transition" else result.get("source_fields") or {}
+        if op.side == "source" and written:
+            # Remember what the bridge set on the source, so the source's own event about it is an echo.
             state = link.load("source_state")
-            link.save("source_state", Incident.from_dict({**state, "status": result["status"]}).to_dict())
-            link.save("pending_echo", {"status": result["status"], "at": format_time(runtime.clock())})
+            link.save("source_state", Incident.from_dict({**state, **written}).to_dict())
+            pending = {k: v for k, v in link.load("pending_echo").items() if k != "at"}
+            link.save("pending_echo", {**pending, **written, "at": format_time(runtime.clock())})
         session.add(link)
         if op.op == "create":
             _queue_backlink(runtime, session, op, link)
@@ -189,7 +204,8 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             "op": op.op, "op_id": op.id, "route": op.route, "side": op.side, "attempt": op.attempts,
             "record": link.target_id if op.side == "target" else link.source_id,
             "number": link.target_number if op.side == "target" else None,
-            "fields": result.get("fields") or ({"status": result["status"]} if "status" in result else {}),
+            "fields": result.get("fields") or result.get("source_fields")
+            or ({"status": result["status"]} if "status" in result else {}),
             "found_existing": result.get("found_existing", False), "http_status": status,
         })
         if op.op == "create" and link.target_number:

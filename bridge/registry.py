@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 BUILTIN: dict[str, str] = {
     "pagerduty": "connectors.pagerduty.connector:PagerDutyConnector",
     "servicenow": "connectors.servicenow.connector:ServiceNowConnector",
+    "jsm": "connectors.jsm.connector:JsmConnector",
 }
 
 #: Roles each built-in type plays; known without importing the connector (config validation is cheap).
 ROLES: dict[str, frozenset[str]] = {
     "pagerduty": frozenset({"source"}),
     "servicenow": frozenset({"target"}),
+    "jsm": frozenset({"target"}),
 }
 
 

@@ -97,7 +97,7 @@ class Runtime:
         """The identity the bridge writes as on `connection` (its own journal entries are echoes)."""
         connector = self.connectors.get(connection)
         settings = getattr(connector, "settings", {}) or {}
-        return settings.get("username") or settings.get("from_email")
+        return settings.get("username") or settings.get("email") or settings.get("from_email")
 
     def is_source(self, connection: str) -> bool:
         return any(route.source == connection for route in self.routes)

@@ -72,6 +72,7 @@ class Link(SQLModel, table=True):
     seen_entries: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     pending_echo: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     target_written_at: datetime | None = Field(default=None, description="when the bridge last wrote the ticket")
+    field_times: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

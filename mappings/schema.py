@@ -132,9 +132,26 @@ class NotesRule(_Strict):
     field: str = "work_notes"
 
 
+class BackFieldRule(_Strict):
+    """A desk field that sets a source attribute when the desk changes it (e.g. urgency -> PagerDuty priority).
+
+    The forward field of the same desk name should be ``owner = "both"``: then whichever side changed it
+    last (by the change's own timestamp) wins, and every such decision is audited.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1, description="the desk field read")
+    map: dict[str, Text] = Field(default_factory=dict, description="desk value -> source value")
+    default: Text | None = None
+
+
 class BackRules(_Strict):
     """Which desk changes flow back to the source. Empty by default: nothing flows back unless asked."""
 
+    state_field: str = Field("state", description="the desk field holding the ticket's state (JSM: status)")
+    fields: dict[str, BackFieldRule] = Field(default_factory=dict,
+                                            description="source attribute (priority, title, urgency) -> desk field rule")
     resolve_states: list[Text] = Field(default_factory=list)
     acknowledge_states: list[Text] = Field(default_factory=list)
     reopen_states: list[Text] = Field(default_factory=list)
@@ -142,6 +159,15 @@ class BackRules(_Strict):
     notes: NotesFlow = "none"
     note_template: str = ("{{ ticket.number }}{% if entry.author %} {{ entry.author }}{% endif %}"
                           " ({{ entry.kind }}): {{ entry.text }}")
+
+    @field_validator("fields")
+    @classmethod
+    def _settable(cls, value: dict[str, BackFieldRule]) -> dict[str, BackFieldRule]:
+        for name in value:
+            if name not in ("priority", "title", "urgency"):
+                raise ValueError(f"{name!r} cannot be set on the source from the desk; "
+                                 "use priority, title or urgency")
+        return value
 
     @model_validator(mode="after")
     def _states_mean_one_thing(self) -> BackRules:

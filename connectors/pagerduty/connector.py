@@ -10,6 +10,7 @@ and headers left on it would travel to whatever it calls next. The token never a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ import requests
 
 from bridge.errors import ConnectorError, PermanentError, TransientError
 from bridge.http import call, raise_for_status, redact_url
-from bridge.model import Change, Incident, TimelineEntry, format_time, parse_time
+from bridge.model import Change, Incident, RecordRef, TimelineEntry, format_time, parse_time
 from connectors.base import CheckResult, Connector, PollResult
 from connectors.pagerduty.webhooks import (
     describe_event,
@@ -114,6 +115,12 @@ def _error_code(response: requests.Response) -> int | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
+def _version(incident: Incident, notes: int) -> str:
+    """A short digest of the incident's tracked attributes and note count, for poll event ids."""
+    text = json.dumps([incident.tracked(), notes], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 class PagerDutyConnector(Connector):
     """PagerDuty REST v2 + webhooks v3. Settings: ``api_url``, ``token``, ``webhook_secret``,
     ``from_email`` (the integration user every write is made as) and ``catch_up_hours``."""
@@ -163,9 +170,9 @@ class PagerDutyConnector(Connector):
                 entries = tuple(self.list_notes(canonical.id))
             changes.append(Change(
                 connection=self.name, event_type="incident.polled", record_id=canonical.id,
-                # updated_at has one-second resolution: the note count tells a note added within the
-                # same second apart from the version already polled.
-                event_id=f"poll:{canonical.id}:{incident.get('updated_at')}:{canonical.status}:{len(entries)}",
+                # updated_at has one-second resolution: a digest of what the bridge tracks (and the note
+                # count) tells a change made within the same second apart from the version already polled.
+                event_id=f"poll:{canonical.id}:{incident.get('updated_at')}:{_version(canonical, len(entries))}",
                 occurred_at=canonical.updated_at, incident=canonical, entries=entries, via="poll"))
         return PollResult(changes=changes, cursor=format_time(now))
 
@@ -203,6 +210,58 @@ class PagerDutyConnector(Connector):
             log.info("%s: incident %s already %s", self.name, record_id, status)
             return
         raise_for_status(response, connection=self.name, what=what)
+
+    def update(self, record_id: str, fields: Mapping[str, str]) -> None:
+        """Change what the desk may own on an incident: ``priority`` (by name, e.g. P1), ``title``, ``urgency``.
+
+        PagerDuty takes a priority as a reference, so the name is looked up once in ``GET /priorities``.
+        """
+        body: dict[str, Any] = {"type": "incident_reference"}
+        for name, value in fields.items():
+            if name == "priority":
+                body["priority"] = {"id": self._priority_id(value), "type": "priority_reference"}
+            elif name in ("title", "urgency"):
+                body[name] = value
+            else:
+                raise PermanentError(f"{self.name}: cannot set {name!r} on a PagerDuty incident "
+                                     "(priority, title and urgency can be set)", connection=self.name)
+        self._call("PUT", f"/incidents/{record_id}", what=f"update incident {record_id} ({', '.join(fields)})",
+                   write=True, json={"incident": body})
+
+    def _priority_id(self, name: str) -> str:
+        if not getattr(self, "_priorities", None):
+            page = self._call("GET", "/priorities", what="list priorities", params={"limit": "100"}).json()
+            self._priorities = {str(p.get("name") or p.get("summary")): str(p["id"]) for p in page.get("priorities") or ()}
+        if name not in self._priorities:
+            raise PermanentError(f"{self.name}: no PagerDuty priority named {name!r} "
+                                 f"(this account has {', '.join(sorted(self._priorities)) or 'none'})",
+                                 connection=self.name)
+        return self._priorities[name]
+
+    def find_incident(self, incident_key: str) -> RecordRef | None:
+        """The open or recent incident carrying `incident_key` (searched before every create)."""
+        page = self._call("GET", "/incidents", what=f"find the incident with key {incident_key}",
+                          params=[("incident_key", incident_key), ("date_range", "all")]).json()
+        found = [i for i in page.get("incidents") or () if i.get("incident_key") == incident_key]
+        if not found:
+            return None
+        data = found[0]
+        return RecordRef(id=str(data["id"]), number=str(data.get("incident_number") or data["id"]),
+                         url=str(data.get("html_url") or ""))
+
+    def create_incident(self, *, title: str, service_id: str, urgency: str = "high", details: str = "",
+                        incident_key: str | None = None) -> RecordRef:
+        """Open an incident (a desk-raised ticket paging the responders); `incident_key` de-duplicates."""
+        incident: dict[str, Any] = {"type": "incident", "title": title, "urgency": urgency,
+                                    "service": {"id": service_id, "type": "service_reference"}}
+        if details:
+            incident["body"] = {"type": "incident_body", "details": details}
+        if incident_key:
+            incident["incident_key"] = incident_key
+        data = self._call("POST", "/incidents", what=f"open an incident on service {service_id}", write=True,
+                          json={"incident": incident}).json()["incident"]
+        return RecordRef(id=str(data["id"]), number=str(data.get("incident_number") or data["id"]),
+                         url=str(data.get("html_url") or ""))
 
     def add_note(self, record_id: str, text: str) -> None:
         self._call("POST", f"/incidents/{record_id}/notes", what=f"add a note to incident {record_id}",

@@ -1,0 +1,1 @@
+"""Jira Service Management: Jira Cloud platform REST client (jira), webhook parsing, simulator."""

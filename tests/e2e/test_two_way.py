@@ -1,0 +1,198 @@
+"""Two desks and two-way sync: JSM with the real `jira` client, fan-out to ServiceNow and JSM without the
+desks echoing into each other, field ownership with last-writer-wins, and every conflict audited."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bridge.config import load_config
+from bridge.daemon import sync_once
+from bridge.runtime import Runtime
+from bridge.store import AuditEntry, OutboxOp
+from connectors.jsm.simulator import JsmSimulator
+from connectors.pagerduty.simulator import PagerDutySimulator
+from connectors.servicenow.simulator import ServiceNowSimulator
+from connectors.simulator import Faults, free_port
+from tests.conftest import database_url, fresh_store
+from tests.e2e.conftest import PASSWORD, SECRET, TOKEN, USER, write_config
+
+pytestmark = pytest.mark.e2e
+JIRA_USER, JIRA_TOKEN, AGENT = "bridge@example.com", "e2e-jira-token", "agent@example.com"
+
+JSM = """
+[connections.jsm]
+type = "jsm"
+url = "{url}"
+email = "file:secrets/jira-email"
+api_token = "file:secrets/jira-token"
+project = "OPS"
+poll_interval = 0.3
+poll_overlap_seconds = 5
+
+[[routes]]
+name = "pagerduty-to-jsm"
+source = "pagerduty"
+target = "jsm"
+preset = "pagerduty-jsm"
+"""
+
+# ServiceNow urgency becomes two-way too: a desk change sets the PagerDuty priority.
+SN_TWO_WAY = """
+[routes.fields.urgency]
+from = "incident.priority"
+map = { P1 = "1", P2 = "1", P3 = "2", P4 = "3", P5 = "3" }
+default = "2"
+owner = "both"
+
+[routes.back.fields.priority]
+from = "urgency"
+map = { "1" = "P1", "2" = "P3", "3" = "P5" }
+"""
+
+
+@dataclass
+class Desks:
+    pd: PagerDutySimulator
+    sn: ServiceNowSimulator
+    jsm: JsmSimulator
+    config_path: Path
+
+    def runtime(self) -> Runtime:
+        runtime = Runtime.build(load_config(self.config_path))
+        runtime.store.create_schema()
+        return runtime
+
+    def issue(self, incident: str) -> dict:
+        (issue,) = self.jsm.find_by_correlation(f"pagerduty:{incident}")
+        return issue
+
+    def ticket(self, incident: str) -> dict:
+        (ticket,) = self.sn.find_by_correlation(f"pagerduty:{incident}")
+        return ticket
+
+
+@pytest.fixture
+def desks(tmp_path: Path) -> Iterator[Desks]:
+    fresh_store(tmp_path).dispose()
+    pd = PagerDutySimulator(token=TOKEN, webhook_secret=SECRET, faults=Faults(seed=3)).start()
+    sn = ServiceNowSimulator(users={USER: PASSWORD}, faults=Faults(seed=4)).start()
+    jsm = JsmSimulator(users={JIRA_USER: JIRA_TOKEN}, faults=Faults(seed=5)).start()
+    path = write_config(tmp_path, pd.url, sn.url, port=free_port(), db_url=database_url(tmp_path),
+                        extra=SN_TWO_WAY + JSM.format(url=jsm.url))
+    (tmp_path / "secrets" / "jira-email").write_text(JIRA_USER)
+    (tmp_path / "secrets" / "jira-token").write_text(JIRA_TOKEN)
+    try:
+        yield Desks(pd, sn, jsm, path)
+    finally:
+        pd.stop()
+        sn.stop()
+        jsm.stop()
+
+
+def settle(runtime: Runtime, rounds: int = 6) -> None:
+    """Sync until a whole cycle queues nothing new (bounded)."""
+    for _ in range(rounds):
+        before = runtime.store.count(OutboxOp)
+        assert sync_once(runtime).ok
+        if runtime.store.count(OutboxOp) == before:
+            return
+    raise AssertionError("the bridge never went quiet: something echoes")
+
+
+def comments_text(desks: Desks, key: str) -> str:
+    return "\n".join(c["body"] for c in desks.jsm.comments(key))
+
+
+def test_jsm_gets_the_incident_and_drives_it_back(desks: Desks) -> None:
+    incident = desks.pd.trigger("Search", "Index lag", urgency="high", user="alice", priority="P2")
+    runtime = desks.runtime()
+    settle(runtime)
+    issue = desks.issue(incident)
+    assert issue["fields"]["summary"] == "[Search] Index lag"
+    assert issue["fields"]["priority"]["name"] == "High"
+    assert issue["fields"]["status"]["name"] == "To Do"
+    links = desks.jsm.remote_links(issue["key"])
+    assert [link["object"]["url"] for link in links] == [desks.pd.incident(incident)["html_url"]]
+    desks.pd.acknowledge(incident, user="alice")
+    desks.pd.add_note(incident, "Replica 3 is 40 min behind", user="alice")
+    settle(runtime)
+    issue = desks.issue(incident)
+    assert issue["fields"]["status"]["name"] == "In Progress"
+    internal = [c for c in desks.jsm.comments(issue["key"]) if c.get("jsdPublic") is False]
+    assert any("Replica 3 is 40 min behind" in c["body"] for c in internal)
+
+    desks.jsm.desk_comment(issue["key"], "Customers see stale search results", user=AGENT)
+    desks.jsm.desk_update(issue["key"], {"priority": {"name": "Highest"}}, user=AGENT)
+    settle(runtime)
+    assert desks.pd.incident(incident)["priority"]["name"] == "P1"
+    assert any("Customers see stale search results" in n["content"] for n in desks.pd.notes(incident))
+    desks.jsm.desk_transition(issue["key"], "Resolve", user=AGENT)
+    settle(runtime)
+    assert desks.pd.incident(incident)["status"] == "resolved"
+    # The resolve and the priority the bridge set in PagerDuty came back as webhooks/polls: no echo.
+    assert desks.issue(incident)["fields"]["status"]["name"] == "Resolved"
+    assert desks.ticket(incident)["state"] == "6"
+    runtime.store.dispose()
+
+
+def test_fan_out_feeds_both_desks_without_them_echoing_into_each_other(desks: Desks) -> None:
+    incident = desks.pd.trigger("Payments API", "Refunds failing", user="bob")
+    runtime = desks.runtime()
+    settle(runtime)
+    ticket, issue = desks.ticket(incident), desks.issue(incident)
+    desks.sn.desk_comment(ticket["sys_id"], "Merchant escalation from ACME", user="jane.doe")
+    desks.sn.desk_update(ticket["sys_id"], {"state": "6", "close_code": "Workaround provided",
+                                            "close_notes": "Refunds re-queued"}, user="jane.doe")
+    settle(runtime)
+    # ServiceNow's resolve went to PagerDuty, and from there to JSM as a change of the incident.
+    assert desks.pd.incident(incident)["status"] == "resolved"
+    assert desks.issue(incident)["fields"]["status"]["name"] == "Resolved"
+    # The desk comment reached the responders, but one desk never receives the other desk's chatter.
+    assert any("Merchant escalation from ACME" in n["content"] for n in desks.pd.notes(incident))
+    assert "Merchant escalation from ACME" not in comments_text(desks, issue["key"])
+    notes_before = len(desks.pd.notes(incident))
+    settle(runtime)
+    assert len(desks.pd.notes(incident)) == notes_before
+    assert len(desks.sn.find_by_correlation(f"pagerduty:{incident}")) == 1
+    assert len(desks.jsm.find_by_correlation(f"pagerduty:{incident}")) == 1
+    runtime.store.dispose()
+
+
+def conflicts(runtime: Runtime) -> list[dict]:
+    with Session(runtime.store.engine) as session:
+        rows = session.exec(select(AuditEntry).where(AuditEntry.kind == "conflict.decided")).all()
+    return [json.loads(row.data) for row in rows]
+
+
+def test_concurrent_edits_of_a_two_way_field_later_writer_wins_and_is_audited(desks: Desks) -> None:
+    incident = desks.pd.trigger("Identity", "Token service slow", user="carol", priority="P3")
+    runtime = desks.runtime()
+    settle(runtime)
+    ticket = desks.ticket(incident)
+    assert ticket["urgency"] == "2"
+    # Both sides change the same field before the bridge looks: the desk first, PagerDuty after.
+    desks.sn.desk_update(ticket["sys_id"], {"urgency": "3"}, user="jane.doe")
+    desks.pd.set_priority(incident, "P1", user="carol")
+    settle(runtime)
+    assert desks.pd.incident(incident)["priority"]["name"] == "P1"
+    assert desks.sn.record(ticket["sys_id"])["urgency"] == "1"
+    decided = [c for c in conflicts(runtime) if c["field"] == "urgency"]
+    assert decided and decided[-1]["winner"] == "source"
+    assert {"source_value", "desk_value", "source_at", "desk_at"} <= set(decided[-1])
+
+    # Now PagerDuty first, the desk after: the desk's later edit wins and flows back.
+    desks.pd.set_priority(incident, "P5", user="carol")
+    desks.sn.desk_update(ticket["sys_id"], {"urgency": "1"}, user="jane.doe")
+    settle(runtime)
+    assert desks.sn.record(ticket["sys_id"])["urgency"] == desks.ticket(incident)["urgency"]
+    final_urgency = desks.sn.record(ticket["sys_id"])["urgency"]
+    final_priority = desks.pd.incident(incident)["priority"]["name"]
+    assert {"1": "P1", "2": "P3", "3": "P5"}[final_urgency] == final_priority or \
+        (final_urgency == "1" and final_priority in ("P1", "P2"))
+    runtime.store.dispose()

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import click
+from rich.table import Table
 
 from bridge.cli_common import console, err_console, kv_table, print_json
 
@@ -26,11 +27,11 @@ SUMMARY_ROWS = ("incidents", "tickets", "updates", "notes", "resolved_from_desk"
 @click.option("--timeout", default=45.0, show_default=True, help="Seconds to wait for both sides to agree.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_json: bool) -> None:
-    """Run PagerDuty -> ServiceNow end to end on local simulators and prove it converged.
+    """Run PagerDuty -> ServiceNow and Jira Service Management end to end on local simulators.
 
-    Starts both simulators (with injected 5xx and 429 faults), a fresh SQLite store and the daemon,
-    plays responders (trigger, acknowledge, notes, priority, reassign, resolve) and desk agents
-    (comments, resolving tickets), waits for both sides to agree, checks every pair, verifies the
+    Starts the three simulators (with injected 5xx and 429 faults), a fresh SQLite store and the daemon,
+    plays responders (trigger, acknowledge, notes, priority, reassign, resolve) and agents on both desks
+    (comments, resolving tickets), waits for all three systems to agree, checks every pair, verifies the
     audit chain, runs the ITIL/DORA compliance check and writes a signed evidence bundle, and prints a
     summary. Exit 0 only if it converged with no duplicate ticket and the chain and bundle verify.
     The folder it names keeps the config, the store and the audit trail for you to inspect.
@@ -43,7 +44,14 @@ def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_jso
     if as_json:
         print_json(summary)
     else:
-        console.print(kv_table("demo: PagerDuty <-> ServiceNow", {k: summary[k] for k in SUMMARY_ROWS}))
+        console.print(kv_table("demo: PagerDuty <-> ServiceNow + JSM", {k: summary[k] for k in SUMMARY_ROWS}))
+        desks = Table(title="per desk", title_justify="left")
+        for column in ("desk", "tickets", "duplicates", "resolved from desk", "notes written"):
+            desks.add_column(column)
+        for name, counts in summary["desks"].items():
+            desks.add_row(name, *(str(counts[key]) for key in ("tickets", "duplicates", "resolved_from_desk",
+                                                                "notes_written")))
+        console.print(desks)
         console.print(f"store, config and audit trail kept in {summary['workdir']}", soft_wrap=True)
         console.print(f"evidence bundle (signed): {summary['evidence_bundle']}", soft_wrap=True)
         console.print(f"try: itsm-bridge compliance check --config {summary['config']}", soft_wrap=True)

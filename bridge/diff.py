@@ -128,7 +128,9 @@ def plan_source_update(mapping: CompiledMapping, *, before: Incident, after: Inc
     if not changed and not notes:
         return Plan("echo" if echoes else "no-change", echoes=echoes, warnings=list(new.warnings),
                     seen_entries=fresh, conflicts=conflicts)
-    payload = {"fields": changed, "note": notes}
+    payload: dict[str, Any] = {"fields": changed, "note": notes}
+    if at is not None:
+        payload["at"] = at.isoformat()  # the source change's own time: the desk may have changed since
     return Plan("update", [PlannedOp("target", "update", payload)], echoes=echoes,
                 warnings=list(new.warnings), seen_entries=fresh, conflicts=conflicts)
 

@@ -250,7 +250,7 @@ def _dead_letter_event(runtime: Runtime, event_id: int, exc: Exception) -> None:
         route = exc.route if isinstance(exc, MappingError) else None
         message = str(exc) if isinstance(exc, MappingError) else f"{type(exc).__name__}: {exc}"
         hint = ("fix the mapping (itsm-bridge mappings preview shows the result), then "
-                f"itsm-bridge dead-letter replay") if isinstance(exc, MappingError) else \
+                "itsm-bridge dead-letter replay") if isinstance(exc, MappingError) else \
             "this is a bug in itsm-bridge or a connector; report it with the dead-letter payload"
         row.status = "dead"
         row.error = message

@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from bridge import audit
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
 from bridge.ingest import store_changes
-from bridge.model import Change, Incident, format_time
+from bridge.model import Change, Incident, format_time, parse_time
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, Link, OutboxOp, dumps
 from compliance.feed import from_ticket_created
@@ -122,12 +122,14 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
         return {"record": ref, "fields": payload["fields"], "found_existing": False}
     if op.op == "update" and op.side == "target":
         fields = _with_note(runtime, op, payload, tag)
+        conflict = _desk_state_newer(runtime, connector, op, link, payload, fields)
         note_field = _notes_field(runtime, op)
         if retrying and fields.get(note_field) and connector.has_note(link.target_id, tag):  # type: ignore[arg-type]
             fields.pop(note_field)
         if fields:
             connector.update(link.target_id, fields)  # type: ignore[arg-type]
-        return {"fields": payload["fields"]}
+        sent = {name: value for name, value in payload["fields"].items() if name in fields}
+        return {"fields": sent, "conflict": conflict} if conflict else {"fields": sent}
     if op.op == "refresh":
         _refresh(runtime, connector, op, link)
         return {}
@@ -143,6 +145,29 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
             connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
         return {}
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
+
+
+def _desk_state_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link,
+                      payload: dict[str, Any], fields: dict[str, str]) -> dict[str, Any] | None:
+    """Last writer wins for the ticket's state: read it before overwriting it.
+
+    The op was planned from a source change at ``payload["at"]``. If the desk has moved the ticket to
+    another state since (later than that change), the desk's decision stands: the state is left out of
+    this write, the ticket is read again so the decision flows back, and the conflict is returned.
+    """
+    route = runtime.route(op.route)
+    state_field = route.mapping.back.state_field if route else "state"
+    if state_field not in fields or not payload.get("at") or not link.target_id:
+        return None
+    current = connector.get(link.target_id)
+    desk_value = current.fields.get(state_field)
+    seen = link.load("target_seen").get(state_field)
+    source_at = parse_time(payload["at"])
+    if desk_value in (seen, fields[state_field]) or source_at is None or current.updated_at < source_at:
+        return None
+    wanted = fields.pop(state_field)
+    return {"field": state_field, "source_value": wanted, "desk_value": desk_value, "winner": "desk",
+            "source_at": format_time(source_at), "desk_at": format_time(current.updated_at)}
 
 
 def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: Link) -> None:
@@ -200,6 +225,10 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         session.add(link)
         if op.op == "create":
             _queue_backlink(runtime, session, op, link)
+        if result.get("conflict"):
+            audit.append(runtime.store, session, "conflict.decided", link.correlation_id,
+                         {"route": op.route, "link": link.id, "op_id": op.id, **result["conflict"]})
+            _queue_refresh(runtime, session, op, link)
         entry = audit.append(runtime.store, session, "op.delivered", f"{op.connection}:{link.target_number or link.source_id}", {
             "op": op.op, "op_id": op.id, "route": op.route, "side": op.side, "attempt": op.attempts,
             "record": link.target_id if op.side == "target" else link.source_id,
@@ -224,6 +253,15 @@ def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link
     runtime.store.insert_ignore(session, OutboxOp, {
         "idempotency_key": f"backlink:{op.idempotency_key}", "route": op.route, "link_id": link.id,
         "connection": route.source, "side": "source", "op": "note", "payload": dumps({"text": text}),
+        "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
+    })
+
+
+def _queue_refresh(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:
+    """Read the ticket again after this write, so the desk's newer state is processed as a desk change."""
+    runtime.store.insert_ignore(session, OutboxOp, {
+        "idempotency_key": f"refresh-after:{op.id}", "route": op.route, "link_id": link.id,
+        "connection": op.connection, "side": "target", "op": "refresh", "payload": dumps({"after_op": op.id}),
         "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
     })
 

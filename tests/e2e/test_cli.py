@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from bridge.cli import main
 from bridge.daemon import sync_once
@@ -34,9 +34,11 @@ def test_demo_converges_and_reports_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--incidents", "6", "--dir", str(tmp_path / "demo"), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["incidents"] == 6 and summary["tickets"] == 6
+    assert summary["incidents"] == 6 and summary["tickets"] == 12
+    assert summary["desks"]["servicenow"]["tickets"] == 6 and summary["desks"]["jsm"]["tickets"] == 6
     assert summary["duplicates"] == 0 and summary["dead_letters"] == 0
     assert summary["converged"] is True and summary["audit_verified"] is True
+    assert summary["bundle_verified"] is True and summary["compliance_timelines"] == 6
     assert summary["audit_entries"] > 6 * 3
     # What it leaves behind is usable with the other commands.
     verify = CliRunner().invoke(main, ["audit", "verify", "--config", summary["config"], "--json"])

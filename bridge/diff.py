@@ -45,6 +45,12 @@ class Plan:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
+def whole_second(moment: datetime) -> datetime:
+    """Timestamps compared for last-writer-wins, at the precision every system has (ServiceNow and
+    PagerDuty's REST API keep whole seconds); within one second the source wins."""
+    return moment.replace(microsecond=0)
+
+
 class FieldTimes:
     """When each side last changed a two-way field, and when it was last synced: last writer wins.
 
@@ -71,13 +77,16 @@ class FieldTimes:
         theirs, synced = self._get(f"{other}:{name}"), self._get(f"sync:{name}")
         synced_by = self.data.get(f"sync_by:{name}")
         self.data[f"{side}:{name}"] = at.isoformat()
-        if synced is not None and synced_by == other and (at < synced or (at == synced and other == "source")):
+        if synced is not None and synced_by == other and (
+                whole_second(at) < whole_second(synced)
+                or (whole_second(at) == whole_second(synced) and other == "source")):
             rival = synced  # the other side's newer change already went through
         elif theirs is not None and (synced is None or theirs > synced):
             rival = theirs  # the other side changed it too and that is not synced yet
         else:
             return None
-        mine_wins = at > rival or (at == rival and side == "source")
+        mine, theirs_s = whole_second(at), whole_second(rival)
+        mine_wins = mine > theirs_s or (mine == theirs_s and side == "source")
         return {"winner": side if mine_wins else other, f"{side}_at": at.isoformat(),
                 f"{other}_at": rival.isoformat()}
 
@@ -153,7 +162,8 @@ def _notes(mapping: CompiledMapping, incident: Incident, entries: tuple[Timeline
 def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple[TimelineEntry, ...],
                      target_seen: Mapping[str, str], seen_entries: tuple[str, ...] | list[str],
                      source_status: str, integration_user: str | None, stale: bool = False,
-                     source: Incident | None = None, times: FieldTimes | None = None) -> Plan:
+                     source: Incident | None = None, times: FieldTimes | None = None,
+                     written_at: datetime | None = None) -> Plan:
     """What a desk change means for the source: transitions per ``[back]`` and desk notes as source notes.
 
     A `stale` snapshot (read before the bridge's own last write to the ticket) only contributes its
@@ -174,7 +184,7 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
                 ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
     if not stale and source is not None:
         updates, conflicts = _back_fields(back, ticket=ticket, target_seen=target_seen, source=source,
-                                          times=times or FieldTimes())
+                                          times=times or FieldTimes(), written_at=written_at)
         if updates:
             ops.append(PlannedOp("source", "update", {"fields": updates}))
     echoes = 0
@@ -194,8 +204,13 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
 
 
 def _back_fields(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str], source: Incident,
-                 times: FieldTimes) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """Desk edits of two-way fields as source attribute updates, after the last-writer-wins check."""
+                 times: FieldTimes, written_at: datetime | None) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Desk edits of two-way fields as source attribute updates, after the last-writer-wins check.
+
+    A desk value that differs from what the bridge last wrote was set after that write, whatever the
+    desk's (second-resolution) clock says: the edit's time is at least the bridge's last write.
+    """
+    changed_at = max(ticket.updated_at, written_at) if written_at else ticket.updated_at
     updates: dict[str, str] = {}
     conflicts: list[dict[str, Any]] = []
     for attribute, rule in back.fields.items():
@@ -206,13 +221,13 @@ def _back_fields(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str], s
         mapped = rule.map.get(value, rule.default if rule.map else value)
         if mapped is None:
             continue
-        verdict = times.decide(desk_field, side="desk", at=ticket.updated_at)
+        verdict = times.decide(desk_field, side="desk", at=changed_at)
         if verdict is not None:
             conflicts.append({"field": desk_field, "desk_value": value,
                               "source_value": str(getattr(source, attribute, None)), **verdict})
             if verdict["winner"] == "source":
                 continue
-        times.synced(desk_field, side="desk", at=ticket.updated_at)
+        times.synced(desk_field, side="desk", at=changed_at)
         if str(getattr(source, attribute, None)) != mapped:
             updates[attribute] = mapped
     return updates, conflicts

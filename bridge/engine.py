@@ -183,7 +183,8 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
                                 seen_entries=seen, source_status=source_state.get("status", ""),
                                 integration_user=runtime.integration_user(change.connection), stale=stale,
-                                source=Incident.from_dict(source_state) if source_state else None, times=times)
+                                source=Incident.from_dict(source_state) if source_state else None, times=times,
+                                written_at=_aware(written) if written else None)
         link.save("field_times", times.data)
         if not stale:  # a snapshot read before our own last write says nothing about the desk's state now
             link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bridge import audit
+from bridge.diff import whole_second
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
 from bridge.ingest import store_changes
 from bridge.model import Change, Incident, format_time, parse_time
@@ -122,14 +123,14 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
         return {"record": ref, "fields": payload["fields"], "found_existing": False}
     if op.op == "update" and op.side == "target":
         fields = _with_note(runtime, op, payload, tag)
-        conflict = _desk_state_newer(runtime, connector, op, link, payload, fields)
+        conflicts = _desk_newer(runtime, connector, op, link, payload, fields)
         note_field = _notes_field(runtime, op)
         if retrying and fields.get(note_field) and connector.has_note(link.target_id, tag):  # type: ignore[arg-type]
             fields.pop(note_field)
         if fields:
             connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
-        return {"fields": sent, "conflict": conflict} if conflict else {"fields": sent}
+        return {"fields": sent, "conflicts": conflicts}
     if op.op == "refresh":
         _refresh(runtime, connector, op, link)
         return {}
@@ -147,27 +148,40 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
 
 
-def _desk_state_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link,
-                      payload: dict[str, Any], fields: dict[str, str]) -> dict[str, Any] | None:
-    """Last writer wins for the ticket's state: read it before overwriting it.
+def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link,
+                payload: dict[str, Any], fields: dict[str, str]) -> list[dict[str, Any]]:
+    """Last writer wins for the ticket's state and two-way fields: read the ticket before overwriting.
 
-    The op was planned from a source change at ``payload["at"]``. If the desk has moved the ticket to
-    another state since (later than that change), the desk's decision stands: the state is left out of
-    this write, the ticket is read again so the decision flows back, and the conflict is returned.
+    The op was planned from a source change at ``payload["at"]``. A field the desk has changed since
+    the bridge last wrote it, in a record updated later than that source change, keeps the desk's value:
+    it is left out of this write, the ticket is read again afterwards so the decision flows back, and
+    each such decision is returned for the audit trail.
     """
     route = runtime.route(op.route)
-    state_field = route.mapping.back.state_field if route else "state"
-    if state_field not in fields or not payload.get("at") or not link.target_id:
-        return None
-    current = connector.get(link.target_id)
-    desk_value = current.fields.get(state_field)
-    seen = link.load("target_seen").get(state_field)
+    if route is None or not payload.get("at") or not link.target_id:
+        return []
+    guarded = [name for name in fields if name == route.mapping.back.state_field
+               or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
     source_at = parse_time(payload["at"])
-    if desk_value in (seen, fields[state_field]) or source_at is None or current.updated_at < source_at:
-        return None
-    wanted = fields.pop(state_field)
-    return {"field": state_field, "source_value": wanted, "desk_value": desk_value, "winner": "desk",
-            "source_at": format_time(source_at), "desk_at": format_time(current.updated_at)}
+    if not guarded or source_at is None:
+        return []
+    current = connector.get(link.target_id)
+    written = link.load("target_written")  # what the bridge itself last put there (not what it last read)
+    conflicts = []
+    state_field = route.mapping.back.state_field
+    desk_second, source_second = whole_second(current.updated_at), whole_second(source_at)
+    for name in guarded:
+        desk_value = current.fields.get(name)
+        if desk_value in (written.get(name), fields[name]):
+            continue  # the desk has not changed it since the bridge wrote it
+        # Ties: a desk state decision always flows back (see [back]), so it must also stand here; for
+        # two-way fields the source wins a tie, as it does on the way back (FieldTimes).
+        if desk_second < source_second or (desk_second == source_second and name != state_field):
+            continue
+        conflicts.append({"field": name, "source_value": fields.pop(name), "desk_value": desk_value,
+                          "winner": "desk", "source_at": format_time(source_at),
+                          "desk_at": format_time(current.updated_at)})
+    return conflicts
 
 
 def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: Link) -> None:
@@ -213,6 +227,7 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             link.target_id, link.target_number, link.target_url = record.id, record.number, record.url
         if "fields" in result and op.side == "target":
             link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
+            link.save("target_written", {**link.load("target_written"), **result["fields"]})
         if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()
         written = {"status": result["status"]} if op.op == "transition" else result.get("source_fields") or {}
@@ -225,9 +240,10 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         session.add(link)
         if op.op == "create":
             _queue_backlink(runtime, session, op, link)
-        if result.get("conflict"):
+        for conflict in result.get("conflicts") or ():
             audit.append(runtime.store, session, "conflict.decided", link.correlation_id,
-                         {"route": op.route, "link": link.id, "op_id": op.id, **result["conflict"]})
+                         {"route": op.route, "link": link.id, "op_id": op.id, **conflict})
+        if result.get("conflicts"):
             _queue_refresh(runtime, session, op, link)
         entry = audit.append(runtime.store, session, "op.delivered", f"{op.connection}:{link.target_number or link.source_id}", {
             "op": op.op, "op_id": op.id, "route": op.route, "side": op.side, "attempt": op.attempts,

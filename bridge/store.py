@@ -69,6 +69,7 @@ class Link(SQLModel, table=True):
     correlation_id: str
     source_state: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     target_seen: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    target_written: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     seen_entries: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     pending_echo: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     target_written_at: datetime | None = Field(default=None, description="when the bridge last wrote the ticket")

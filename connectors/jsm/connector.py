@@ -263,8 +263,14 @@ class JsmConnector(Connector):
         self._wire(f"add {'internal' if internal else 'public'} comment to {key}",
                    lambda: self.client.add_comment(key, text, is_internal=internal))
 
-    def _move(self, key: str, state: str, resolution: str | None) -> None:
-        """Transition `key` to desk state `state` by the configured transition name; a no-op if already there."""
+    def _move(self, key: str, state: str, resolution: str | None, *, hops: int = 2) -> None:
+        """Transition `key` to desk state `state` by the configured transition name; a no-op if already there.
+
+        When no transition leads there from the current status (a resolved issue asked to be In
+        Progress after a reopen and an acknowledge were polled together), the issue is first moved
+        back to an open status (a transition to a status outside the "done" category, e.g. Reopen),
+        then moved on: at most `hops` transitions.
+        """
         available = self._wire(f"read transitions of {key}",
                                lambda: self.client.transitions(key, expand="transitions.fields"))
         name = self.transition_names.get(state)
@@ -276,11 +282,21 @@ class JsmConnector(Connector):
             status = current["fields"]["status"]["name"]
             if status.lower() == state.lower():
                 return
+            reopen = next((t for t in available
+                           if ((t.get("to") or {}).get("statusCategory") or {}).get("key") in ("new", "indeterminate")),
+                          None)
+            if reopen is not None and hops > 1:
+                self._take(key, reopen, resolution)
+                self._move(key, state, resolution, hops=hops - 1)
+                return
             names = ", ".join(repr(t["name"]) for t in available) or "none"
             raise PermanentError(
                 f"{self.name}: cannot move {key} from {status!r} to {state!r}: transition "
                 f"{name or '(none configured)'!r} is not available (available: {names}); check "
                 f"[connections.{self.name}] transitions", connection=self.name)
+        self._take(key, chosen, resolution)
+
+    def _take(self, key: str, chosen: Mapping[str, Any], resolution: str | None) -> None:
         extra = {"resolution": {"name": resolution or self.resolution}} if "resolution" in (chosen.get("fields") or {}) else {}
         # Not `JIRA.transition_issue`: it sends the id as a number, where the API describes a string.
         self._rest("POST", f"issue/{key}/transitions", body={"transition": {"id": str(chosen["id"])}, "fields": extra},

@@ -80,7 +80,7 @@ class Desks:
 @pytest.fixture
 def desks(tmp_path: Path) -> Iterator[Desks]:
     fresh_store(tmp_path).dispose()
-    pd = PagerDutySimulator(token=TOKEN, webhook_secret=SECRET, faults=Faults(seed=3)).start()
+    pd = PagerDutySimulator(token=TOKEN, webhook_secret=SECRET, faults=Faults(seed=3), rate_limit=100_000).start()
     sn = ServiceNowSimulator(users={USER: PASSWORD}, faults=Faults(seed=4)).start()
     jsm = JsmSimulator(users={JIRA_USER: JIRA_TOKEN}, faults=Faults(seed=5)).start()
     path = write_config(tmp_path, pd.url, sn.url, port=free_port(), db_url=database_url(tmp_path),

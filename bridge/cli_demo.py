@@ -64,14 +64,15 @@ def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_jso
 @click.command()
 @click.option("--pagerduty-port", type=int, default=0, help="Port for the PagerDuty simulator (0: any free).")
 @click.option("--servicenow-port", type=int, default=0, help="Port for the ServiceNow simulator (0: any free).")
+@click.option("--jsm-port", type=int, help="Also run the Jira Service Management simulator on this port (0: any free).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--webhook-url", help="Send PagerDuty webhooks here, e.g. http://127.0.0.1:8080/webhooks/pagerduty.")
 @click.option("--user", default="itsm.bridge", show_default=True, help="ServiceNow basic-auth user to accept.")
 @click.option("--password", help="ServiceNow password to accept (default: generated and printed).")
 @click.option("--token", help="PagerDuty API token to accept (default: generated and printed).")
 @click.option("--webhook-secret", help="PagerDuty webhook signing secret (default: generated and printed).")
-def sandbox(pagerduty_port: int, servicenow_port: int, host: str, webhook_url: str | None, user: str,
-            password: str | None, token: str | None, webhook_secret: str | None) -> None:
+def sandbox(pagerduty_port: int, servicenow_port: int, jsm_port: int | None, host: str, webhook_url: str | None,
+            user: str, password: str | None, token: str | None, webhook_secret: str | None) -> None:
     """Run the PagerDuty and ServiceNow simulators in the foreground to try a config. Ctrl-C stops.
 
     \b
@@ -80,6 +81,10 @@ def sandbox(pagerduty_port: int, servicenow_port: int, host: str, webhook_url: s
                   "Authorization: Token token=<token>"; every change sends a signed v3 webhook.
       ServiceNow: /api/now/table/incident and /api/now/table/sys_journal_field, basic auth;
                   a desk user jane.doe / sim-desk-password can edit and comment like an agent.
+      JSM:        (with --jsm-port) Jira Cloud REST v2/v3 for project OPS: issues, transitions,
+                  comments, entity properties, remote links, JQL search; basic auth with
+                  --user's e-mail form (bridge@example.com) and --password as the API token;
+                  an agent agent@example.com / sim-agent-token.
     Point a config's api_url / instance_url at the printed URLs and its secrets at the printed values
     (env:NAME or file:PATH), then run `itsm-bridge run --config ...`.
     """
@@ -92,6 +97,11 @@ def sandbox(pagerduty_port: int, servicenow_port: int, host: str, webhook_url: s
     pd = PagerDutySimulator(token=token, webhook_secret=webhook_secret, webhook_url=webhook_url,
                             host=host, port=pagerduty_port).start()
     sn = ServiceNowSimulator(users={user: password}, host=host, port=servicenow_port).start()
+    jsm = None
+    if jsm_port is not None:
+        from connectors.jsm.simulator import JsmSimulator
+
+        jsm = JsmSimulator(users={"bridge@example.com": password}, host=host, port=jsm_port).start()
     click.echo(f"PagerDuty simulator:  {pd.url}")
     click.echo(f"  API token:          {token}")
     click.echo(f"  webhook secret:     {webhook_secret}")
@@ -99,6 +109,9 @@ def sandbox(pagerduty_port: int, servicenow_port: int, host: str, webhook_url: s
     click.echo(f"ServiceNow simulator: {sn.url}")
     click.echo(f"  user / password:    {user} / {password}")
     click.echo(f"  look at tickets:    curl -u '{user}:{password}' {sn.url}/api/now/table/incident")
+    if jsm is not None:
+        click.echo(f"JSM simulator:        {jsm.url}  (project OPS)")
+        click.echo(f"  email / API token:  bridge@example.com / {password}")
     click.echo("Try it: curl -X POST -H 'Authorization: Token token=" + token + "' -H 'From: alice@example.com' "
                "-H 'Content-Type: application/json' " + pd.url + "/incidents -d "
                "'{\"incident\":{\"type\":\"incident\",\"title\":\"Disk full\",\"service\":{\"id\":\"PSVC001\","
@@ -112,3 +125,5 @@ def sandbox(pagerduty_port: int, servicenow_port: int, host: str, webhook_url: s
     finally:
         pd.stop()
         sn.stop()
+        if jsm is not None:
+            jsm.stop()

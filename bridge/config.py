@@ -114,6 +114,17 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+class RaiseConfig(_Strict):
+    """Desk-raised incidents: a desk ticket matching `match` opens an incident in the source and pages."""
+
+    match: dict[str, list[str]] = Field(min_length=1, description="desk field -> values that raise")
+    service_id: str = Field(min_length=1, description="the source service paged (PagerDuty service id)")
+    service_field: str = "assignment_group"
+    service_map: dict[str, str] = Field(default_factory=dict, description="desk value -> service id")
+    urgency: Literal["high", "low"] = "high"
+    title_field: str = "short_description"
+
+
 class RouteConfig(_Strict):
     name: str = Field(min_length=1)
     source: str
@@ -124,6 +135,9 @@ class RouteConfig(_Strict):
     fields: dict[str, dict[str, Any]] = Field(default_factory=dict)
     notes: dict[str, Any] = Field(default_factory=dict)
     back: dict[str, Any] = Field(default_factory=dict)
+    raise_: RaiseConfig | None = Field(None, alias="raise", description="open source incidents from desk tickets")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("match")
     @classmethod

@@ -17,7 +17,15 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bridge import audit
-from bridge.diff import FieldTimes, Plan, observed_fields, plan_create, plan_desk_change, plan_source_update
+from bridge.diff import (
+    FieldTimes,
+    Plan,
+    PlannedOp,
+    observed_fields,
+    plan_create,
+    plan_desk_change,
+    plan_source_update,
+)
 from bridge.errors import MappingError
 from bridge.model import Change, Incident, TimelineEntry, parse_time
 from bridge.routing import Route
@@ -167,7 +175,9 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
     links = session.exec(select(Link).where(Link.target_connection == change.connection,
                                             Link.target_id == ticket.id)).all()
     if not links:
-        return [{"route": "-", "decision": "ignored", "reason": f"ticket {ticket.number} is not linked"}]
+        raised = [_raise_from_desk(runtime, session, route, change, row) for route in runtime.routes
+                  if route.enabled and route.target == change.connection and route.raises(ticket.fields)]
+        return raised or [{"route": "-", "decision": "ignored", "reason": f"ticket {ticket.number} is not linked"}]
     results = []
     for link in links:
         route = runtime.route(link.route)
@@ -196,6 +206,34 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         results.append({"route": route.name, "decision": plan.decision, "link": link.id,
                         "ops": [op.op for op in plan.ops], "echoes": plan.echoes})
     return results
+
+
+def _raise_from_desk(runtime: Runtime, session: Session, route: Route, change: Change,
+                     row: InboxEvent) -> dict[str, Any]:
+    """A desk ticket matching the route's ``[routes.raise]`` filter opens an incident in the source.
+
+    The link is made now (with a placeholder source id) so the ticket is never raised twice; the
+    outbox op finds the incident by its key before creating one, and then completes the link.
+    """
+    ticket = change.ticket
+    assert ticket is not None and route.raise_ is not None
+    settings = route.raise_
+    service = settings.service_map.get(ticket.fields.get(settings.service_field, ""), settings.service_id)
+    link = Link(route=route.name, source_connection=route.source, source_id=f"desk:{ticket.id}",
+                target_connection=route.target, target_id=ticket.id, target_number=ticket.number,
+                target_url=ticket.url, correlation_id=f"{change.connection}:{ticket.id}")
+    link.save("target_seen", observed_fields(route.mapping, ticket))
+    link.save("target_written", observed_fields(route.mapping, ticket))  # the baseline later writes compare to
+    link.save("seen_entries", [entry.id for entry in change.entries])
+    session.add(link)
+    session.flush()
+    title = ticket.fields.get(settings.title_field) or f"{runtime.label(change.connection)} {ticket.number}"
+    plan = Plan("raise", [PlannedOp("source", "raise", {
+        "title": f"{ticket.number}: {title}", "service_id": service, "urgency": settings.urgency,
+        "incident_key": link.correlation_id,
+        "details": f"Raised from {runtime.label(change.connection)} ticket {ticket.number}: {ticket.url}"})])
+    _queue(runtime, session, route, link, plan, row)
+    return {"route": route.name, "decision": "raise", "link": link.id, "ops": ["raise"], "service": service}
 
 
 def _audit_conflicts(runtime: Runtime, session: Session, route: Route, link: Link, plan: Plan) -> None:

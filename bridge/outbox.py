@@ -131,6 +131,15 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
             connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
         return {"fields": sent, "conflicts": conflicts}
+    if op.op == "raise":
+        ref = connector.find_incident(payload["incident_key"]) or connector.create_incident(
+            title=payload["title"], service_id=payload["service_id"], urgency=payload["urgency"],
+            details=payload["details"], incident_key=payload["incident_key"])
+        incident = connector.get_incident(ref.id)
+        stamp = getattr(runtime.connectors[link.target_connection], "stamp", None)
+        if stamp is not None:
+            stamp(link.target_id, f"{link.source_connection}:{ref.id}")
+        return {"raised": incident.to_dict()}
     if op.op == "refresh":
         _refresh(runtime, connector, op, link)
         return {}
@@ -240,6 +249,13 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         session.add(link)
         if op.op == "create":
             _queue_backlink(runtime, session, op, link)
+        if result.get("raised"):
+            # The desk-raised incident exists: the link now points at it like any other pair.
+            link.source_id = result["raised"]["id"]
+            link.correlation_id = f"{link.source_connection}:{link.source_id}"
+            link.save("source_state", result["raised"])
+            session.add(link)
+            _queue_raised_note(runtime, session, op, link)
         for conflict in result.get("conflicts") or ():
             audit.append(runtime.store, session, "conflict.decided", link.correlation_id,
                          {"route": op.route, "link": link.id, "op_id": op.id, **conflict})
@@ -269,6 +285,18 @@ def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link
     runtime.store.insert_ignore(session, OutboxOp, {
         "idempotency_key": f"backlink:{op.idempotency_key}", "route": op.route, "link_id": link.id,
         "connection": route.source, "side": "source", "op": "note", "payload": dumps({"text": text}),
+        "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
+    })
+
+
+def _queue_raised_note(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:
+    """Tell the desk which incident its ticket opened (a work note with the incident's link)."""
+    state = link.load("source_state")
+    text = f"{runtime.label(link.source_connection)} incident {state.get('number') or link.source_id} opened " \
+           f"from this ticket; responders are paged: {state.get('url') or ''}"
+    runtime.store.insert_ignore(session, OutboxOp, {
+        "idempotency_key": f"raised:{op.idempotency_key}", "route": op.route, "link_id": link.id,
+        "connection": link.target_connection, "side": "target", "op": "note", "payload": dumps({"text": text}),
         "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
     })
 

@@ -31,6 +31,13 @@ class Route:
     match: Mapping[str, list[str]]
     mapping: CompiledMapping
     enabled: bool = True
+    raise_: Any = None  # bridge.config.RaiseConfig: desk tickets that open source incidents
+
+    def raises(self, ticket_fields: Mapping[str, str]) -> bool:
+        """Whether a desk ticket should open an incident in the source (desk-raised, e.g. priority 1)."""
+        if self.raise_ is None:
+            return False
+        return all(str(ticket_fields.get(name, "")) in allowed for name, allowed in self.raise_.match.items())
 
     def matches(self, incident: Incident) -> bool:
         """Whether `incident` passes this route's `match` filter (every given key must match)."""
@@ -75,7 +82,7 @@ def compile_route(route: RouteConfig, *, index: int,
         return None, [ConfigProblem(f"{where}.fields", "the route maps no fields",
                                     "name a preset (preset = \"pagerduty-servicenow\") or add [routes.fields.*]")]
     compiled = Route(name=route.name, source=route.source, target=route.target, match=route.match,
-                     mapping=mapping, enabled=route.enabled)
+                     mapping=mapping, enabled=route.enabled, raise_=route.raise_)
     return compiled, []
 
 

@@ -13,7 +13,8 @@ from bridge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = (ROOT / "config.example.toml").read_text()
-ENV = {"PAGERDUTY_TOKEN": "t", "PAGERDUTY_WEBHOOK_SECRET": "w", "SERVICENOW_USER": "u", "SERVICENOW_PASSWORD": "p"}
+ENV = {"PAGERDUTY_TOKEN": "t", "PAGERDUTY_WEBHOOK_SECRET": "w", "SERVICENOW_USER": "u", "SERVICENOW_PASSWORD": "p",
+       "JSM_EMAIL": "bridge@example.com", "JSM_API_TOKEN": "j"}
 
 
 def problems_of(text: str) -> list[str]:
@@ -24,7 +25,8 @@ def problems_of(text: str) -> list[str]:
 
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "config.example.toml")
-    assert set(config.connections) == {"pagerduty", "servicenow"}
+    assert set(config.connections) == {"pagerduty", "servicenow", "jsm"}
+    assert [route.preset for route in config.routes] == ["pagerduty-servicenow", "pagerduty-jsm"]
     assert config.routes[0].preset == "pagerduty-servicenow"
     assert config.server.port == 8080
 
@@ -58,7 +60,7 @@ def test_every_problem_is_reported_together() -> None:
 def test_bad_template_names_route_field_and_template() -> None:
     text = GOOD + '\n[routes.fields.short_description]\ntemplate = "{{ incident.title "\n'
     found = problems_of(text)
-    assert any(p.startswith("routes[0].fields.short_description") for p in found)
+    assert any(p.startswith("routes[1].fields.short_description") for p in found)  # the last route in the file
 
 
 def test_unknown_connection_type_lists_the_known_ones() -> None:

@@ -126,3 +126,24 @@ def test_a_stale_desk_snapshot_is_read_again_not_trusted(mapping) -> None:  # ty
                             target_seen={"state": "2"}, seen_entries=[], source_status="acknowledged",
                             integration_user="itsm.bridge", stale=True)
     assert [op.op for op in plan.ops] == ["refresh", "note"]
+
+
+def test_field_times_later_writer_wins_ties_to_the_source() -> None:
+    from bridge.diff import FieldTimes
+
+    t = lambda s: datetime(2026, 11, 23, 9, 0, s, tzinfo=timezone.utc)  # noqa: E731
+    times = FieldTimes()
+    assert times.decide("urgency", side="source", at=t(1)) is None  # nothing competes
+    times.synced("urgency", side="source", at=t(1))
+    # The desk changes it later: no conflict with what is already synced.
+    assert times.decide("urgency", side="desk", at=t(5)) is None
+    times.synced("urgency", side="desk", at=t(5))
+    # An older source change read late loses to the desk's newer one, and says so.
+    verdict = times.decide("urgency", side="source", at=t(3))
+    assert verdict is not None and verdict["winner"] == "desk"
+    # Same second as the desk's synced change: the source's change goes through (ties to the source).
+    assert times.decide("urgency", side="source", at=t(5)) is None
+    fresh = FieldTimes()
+    fresh.decide("priority", side="desk", at=t(7))
+    assert fresh.decide("priority", side="source", at=t(8))["winner"] == "source"
+    assert FieldTimes(fresh.data).decide("priority", side="desk", at=t(6))["winner"] == "source"

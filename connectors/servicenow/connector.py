@@ -172,6 +172,11 @@ class ServiceNowConnector(Connector):
         if fields:
             self._patch(record_id, fields, what=f"update ticket {record_id}")
 
+    def stamp(self, record_id: str, correlation_id: str) -> None:
+        """Mark a desk-raised ticket as linked: the bridge then finds it and reads it back like its own."""
+        self._patch(record_id, {"correlation_id": correlation_id, "correlation_display": "itsm-bridge"},
+                    what=f"link ticket {record_id}")
+
     def add_note(self, record_id: str, text: str) -> None:
         """Append a work note (internal; visible to the desk, not to the caller)."""
         self._patch(record_id, {"work_notes": text}, what=f"add work note to ticket {record_id}")

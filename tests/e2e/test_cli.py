@@ -107,7 +107,7 @@ def test_sandbox_serves_both_apis_with_the_given_credentials_and_signs_webhooks(
     pd_port, sn_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "sandbox", "--pagerduty-port", str(pd_port), "--servicenow-port",
-         str(sn_port), "--webhook-url", hook, "--user", "desk.api", "--password", "pw-123", "--token", "tok-456",
+         str(sn_port), "--jsm-port", "0", "--webhook-url", hook, "--user", "desk.api", "--password", "pw-123", "--token", "tok-456",
          "--webhook-secret", "whsec-789"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -122,6 +122,9 @@ def test_sandbox_serves_both_apis_with_the_given_credentials_and_signs_webhooks(
         assert requests.get(table, auth=("desk.api", "pw-123"), headers={"Accept": "application/json"},
                             timeout=5).json() == {"result": []}
         assert requests.get(table, auth=("desk.api", "wrong"), timeout=5).status_code == 401
+        jsm_url = re.search(r"JSM simulator: +(\S+)", printed).group(1)  # type: ignore[union-attr]
+        assert requests.get(f"{jsm_url}/rest/api/2/myself", auth=("bridge@example.com", "pw-123"),
+                            timeout=5).status_code == 200
         service = re.search(r'"id":"(\w+)"', printed).group(1)  # type: ignore[union-attr]
         created = requests.post(f"http://127.0.0.1:{pd_port}/incidents", timeout=5, json={
             "incident": {"type": "incident", "title": "Disk full", "service": {"id": service, "type": "service_reference"}}},

@@ -83,7 +83,7 @@ def sandbox(pagerduty_port: int, servicenow_port: int, jsm_port: int | None, hos
                   a desk user jane.doe / sim-desk-password can edit and comment like an agent.
       JSM:        (with --jsm-port) Jira Cloud REST v2/v3 for project OPS: issues, transitions,
                   comments, entity properties, remote links, JQL search; basic auth with
-                  --user's e-mail form (bridge@example.com) and --password as the API token;
+                  --user as the e-mail and --password as the API token;
                   an agent agent@example.com / sim-agent-token.
     Point a config's api_url / instance_url at the printed URLs and its secrets at the printed values
     (env:NAME or file:PATH), then run `itsm-bridge run --config ...`.
@@ -101,7 +101,7 @@ def sandbox(pagerduty_port: int, servicenow_port: int, jsm_port: int | None, hos
     if jsm_port is not None:
         from connectors.jsm.simulator import JsmSimulator
 
-        jsm = JsmSimulator(users={"bridge@example.com": password}, host=host, port=jsm_port).start()
+        jsm = JsmSimulator(users={user: password}, host=host, port=jsm_port).start()
     click.echo(f"PagerDuty simulator:  {pd.url}")
     click.echo(f"  API token:          {token}")
     click.echo(f"  webhook secret:     {webhook_secret}")
@@ -111,7 +111,7 @@ def sandbox(pagerduty_port: int, servicenow_port: int, jsm_port: int | None, hos
     click.echo(f"  look at tickets:    curl -u '{user}:{password}' {sn.url}/api/now/table/incident")
     if jsm is not None:
         click.echo(f"JSM simulator:        {jsm.url}  (project OPS)")
-        click.echo(f"  email / API token:  bridge@example.com / {password}")
+        click.echo(f"  email / API token:  {user} / {password}")
     click.echo("Try it: curl -X POST -H 'Authorization: Token token=" + token + "' -H 'From: alice@example.com' "
                "-H 'Content-Type: application/json' " + pd.url + "/incidents -d "
                "'{\"incident\":{\"type\":\"incident\",\"title\":\"Disk full\",\"service\":{\"id\":\"PSVC001\","

@@ -182,6 +182,8 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
             status = _back_status(back, state=state, previous=previous, source_status=source_status)
             if status:
                 ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
+    if not stale:
+        ops += _reassignment(back, ticket=ticket, target_seen=target_seen)
     if not stale and source is not None:
         updates, conflicts = _back_fields(back, ticket=ticket, target_seen=target_seen, source=source,
                                           times=times or FieldTimes(), written_at=written_at)
@@ -201,6 +203,16 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
                                                     "entry_id": entry.id}))
     decision = "back" if ops else ("echo" if echoes else "no-change")
     return Plan(decision, ops, echoes=echoes, seen_entries=fresh, conflicts=conflicts)
+
+
+def _reassignment(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str]) -> list[PlannedOp]:
+    """A desk reassignment told to the responders (a note) or escalating the incident, per ``[back]``."""
+    value, previous = ticket.fields.get(back.assignment_field), target_seen.get(back.assignment_field)
+    if back.reassignment == "none" or value is None or previous is None or value == previous:
+        return []
+    if back.reassignment == "escalate":
+        return [PlannedOp("source", "escalate", {"desk_value": value})]
+    return [PlannedOp("source", "note", {"text": f"{ticket.number} was reassigned on the desk to {value or '(nobody)'}"})]
 
 
 def _back_fields(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str], source: Incident,

@@ -63,7 +63,7 @@ def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[
 def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapping[str, str]) -> IngestResult:
     """Verify, parse and store one webhook request. Raises `WebhookError` with the status to answer."""
     connector = runtime.connectors.get(connection)
-    if connector is None or not runtime.is_source(connection):
+    if connector is None or not runtime.receives_webhooks(connection):
         raise WebhookError(f"no webhook connection named {connection!r}", status=404)
     try:
         connector.verify_webhook(body, headers, now=runtime.clock())

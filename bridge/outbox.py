@@ -146,6 +146,9 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
     if op.op == "transition":
         connector.transition(link.source_id, payload["status"])
         return {"status": payload["status"]}
+    if op.op == "escalate":
+        connector.escalate(link.source_id)
+        return {}
     if op.op == "update" and op.side == "source":
         connector.update(link.source_id, payload["fields"])
         return {"source_fields": payload["fields"]}

@@ -99,5 +99,11 @@ class Runtime:
         settings = getattr(connector, "settings", {}) or {}
         return settings.get("username") or settings.get("email") or settings.get("from_email")
 
+    def receives_webhooks(self, connection: str) -> bool:
+        """Whether `connection` takes part in a route and its connector parses webhooks (PagerDuty, JSM)."""
+        connector = self.connectors.get(connection)
+        in_route = any(connection in (route.source, route.target) for route in self.routes)
+        return connector is not None and in_route and type(connector).parse_webhook is not Connector.parse_webhook
+
     def is_source(self, connection: str) -> bool:
         return any(route.source == connection for route in self.routes)

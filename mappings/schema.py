@@ -152,6 +152,9 @@ class BackRules(_Strict):
     state_field: str = Field("state", description="the desk field holding the ticket's state (JSM: status)")
     fields: dict[str, BackFieldRule] = Field(default_factory=dict,
                                             description="source attribute (priority, title, urgency) -> desk field rule")
+    reassignment: Literal["none", "note", "escalate"] = Field(
+        "none", description="a desk reassignment becomes a note on the incident, or escalates it")
+    assignment_field: str = Field("assignment_group", description="the desk field holding the assignment")
     resolve_states: list[Text] = Field(default_factory=list)
     acknowledge_states: list[Text] = Field(default_factory=list)
     reopen_states: list[Text] = Field(default_factory=list)

@@ -147,3 +147,16 @@ def test_field_times_later_writer_wins_ties_to_the_source() -> None:
     fresh.decide("priority", side="desk", at=t(7))
     assert fresh.decide("priority", side="source", at=t(8))["winner"] == "source"
     assert FieldTimes(fresh.data).decide("priority", side="desk", at=t(6))["winner"] == "source"
+
+
+def test_desk_reassignment_becomes_a_note_or_an_escalation() -> None:
+    spec = load_preset("pagerduty-servicenow")
+    for setting, expected in (("note", "note"), ("escalate", "escalate"), ("none", None)):
+        spec_with = {**spec, "back": {**spec.get("back", {}), "reassignment": setting}}
+        mapping = compile_mapping("pd-sn", MappingSpec.model_validate(spec_with))
+        plan = plan_desk_change(mapping, ticket=ticket(state="2", assignment_group="Database Team"), entries=(),
+                                target_seen={"state": "2", "assignment_group": "Payments"}, seen_entries=[],
+                                source_status="acknowledged", integration_user="itsm.bridge")
+        assert [op.op for op in plan.ops] == ([expected] if expected else [])
+        if expected == "note":
+            assert "reassigned on the desk to Database Team" in plan.ops[0].payload["text"]

@@ -228,6 +228,16 @@ class PagerDutyConnector(Connector):
         self._call("PUT", f"/incidents/{record_id}", what=f"update incident {record_id} ({', '.join(fields)})",
                    write=True, json={"incident": body})
 
+    def escalate(self, record_id: str) -> None:
+        """Move the incident to the next escalation level (a desk reassignment asked for more help).
+
+        The REST incident read here does not carry its current level, so unless it does the next level
+        is taken to be 2 (one step past the first responders).
+        """
+        level = self.get_incident(record_id).escalation_level or 1
+        self._call("PUT", f"/incidents/{record_id}", what=f"escalate incident {record_id}", write=True,
+                   json={"incident": {"type": "incident_reference", "escalation_level": level + 1}})
+
     def _priority_id(self, name: str) -> str:
         if not getattr(self, "_priorities", None):
             page = self._call("GET", "/priorities", what="list priorities", params={"limit": "100"}).json()

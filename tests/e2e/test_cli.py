@@ -123,7 +123,7 @@ def test_sandbox_serves_both_apis_with_the_given_credentials_and_signs_webhooks(
                             timeout=5).json() == {"result": []}
         assert requests.get(table, auth=("desk.api", "wrong"), timeout=5).status_code == 401
         jsm_url = re.search(r"JSM simulator: +(\S+)", printed).group(1)  # type: ignore[union-attr]
-        assert requests.get(f"{jsm_url}/rest/api/2/myself", auth=("bridge@example.com", "pw-123"),
+        assert requests.get(f"{jsm_url}/rest/api/2/myself", auth=("desk.api", "pw-123"),
                             timeout=5).status_code == 200
         service = re.search(r'"id":"(\w+)"', printed).group(1)  # type: ignore[union-attr]
         created = requests.post(f"http://127.0.0.1:{pd_port}/incidents", timeout=5, json={

@@ -196,3 +196,51 @@ def test_concurrent_edits_of_a_two_way_field_later_writer_wins_and_is_audited(de
     assert {"1": "P1", "2": "P3", "3": "P5"}[final_urgency] == final_priority or \
         (final_urgency == "1" and final_priority in ("P1", "P2"))
     runtime.store.dispose()
+
+
+def test_jsm_webhook_reaches_pagerduty_and_escalation_works(desks: Desks, tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    import requests
+
+    from bridge.server import create_app
+    from connectors.simulator import ServerThread
+
+    (tmp_path / "secrets" / "jira-hook").write_text("jira-hook-secret")
+    text = desks.config_path.read_text().replace(
+        'poll_overlap_seconds = 5\n', 'poll_overlap_seconds = 5\nwebhook_secret = "file:secrets/jira-hook"\n')
+    text += '\n[routes.back]\nreassignment = "escalate"\n'  # applies to the last route in the file: JSM
+    text = text.replace('[routes.back]\nreassignment = "escalate"', '[routes.back]\nreassignment = "escalate"\n'
+                        'assignment_field = "assignee"')
+    desks.config_path.write_text(text)
+    incident = desks.pd.trigger("Search", "Shard rebalancing stuck", user="alice")
+    runtime = desks.runtime()
+    settle(runtime)
+    issue = desks.issue(incident)
+    server = ServerThread(create_app(runtime)).start()
+    try:
+        desks.jsm.desk_transition(issue["key"], "Resolve", user=AGENT)
+        body = json.dumps({"timestamp": 1763900000000, "webhookEvent": "jira:issue_updated",
+                           "issue_event_type_name": "issue_generic", "user": {"emailAddress": AGENT},
+                           "issue": desks.jsm.issue(issue["key"]),
+                           "changelog": {"id": "1", "items": [{"field": "status", "toString": "Resolved"}]}}).encode()
+        signature = hmac.new(b"jira-hook-secret", body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Hub-Signature": f"sha256={signature}",
+                   "X-Atlassian-Webhook-Identifier": "jira-delivery-1"}
+        refused = requests.post(f"{server.url}/webhooks/jsm", data=body, timeout=5,
+                                headers={**headers, "X-Hub-Signature": "sha256=" + "0" * 64})
+        assert refused.status_code == 401
+        accepted = requests.post(f"{server.url}/webhooks/jsm", data=body, headers=headers, timeout=5)
+        assert accepted.status_code == 202
+    finally:
+        server.stop()
+    from bridge.daemon import work_until_idle
+
+    work_until_idle(runtime)  # no poll: the webhook alone carries the desk's resolve
+    assert desks.pd.incident(incident)["status"] == "resolved"
+    # The way a desk reassignment escalates (reassignment = "escalate"): one level up in PagerDuty.
+    other = desks.pd.trigger("Search", "Another one", user="alice")
+    runtime.connectors["pagerduty"].escalate(other)  # type: ignore[attr-defined]
+    assert desks.pd.account.get(other).escalation_level == 2  # PagerDuty REST does not show the level
+    runtime.store.dispose()

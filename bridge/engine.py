@@ -110,7 +110,8 @@ def _apply_source_route(runtime: Runtime, session: Session, route: Route, change
             return {**result, "decision": "filtered", "reason": "incident does not match the route's match filter"}
         plan = plan_create(route.mapping, incident, change.entries)
         link = Link(route=route.name, source_connection=change.connection, source_id=incident.id,
-                    target_connection=route.target, correlation_id=correlation_id(change.connection, incident.id))
+                    target_connection=route.target, correlation_id=correlation_id(change.connection, incident.id),
+                    source_seen_at=_aware(row.observed_at if change.via == "poll" else change.occurred_at))
         link.save("source_state", incident.to_dict())
         link.save("seen_entries", plan.seen_entries)
         session.add(link)
@@ -129,7 +130,14 @@ def _plan_linked_source(route: Route, link: Link, change: Change, row: InboxEven
     entries = change.entries
     pending_echo = link.load("pending_echo")
     written = {name: value for name, value in pending_echo.items() if name != "at"}
-    if change.incident is not None and written:
+    seen_at = _aware(row.observed_at if change.via == "poll" else change.occurred_at)
+    if change.incident is not None and link.source_seen_at is not None and seen_at < _aware(link.source_seen_at):
+        # A snapshot older than a state already processed (a poll read before a webhook's change):
+        # its timeline lines are history, its state is not news.
+        after = before
+    elif change.incident is not None:
+        link.source_seen_at = seen_at
+    if change.incident is not None and written and after is not before:
         if all(str(getattr(after, name)) == str(value) for name, value in written.items()):
             # The source announcing what the bridge itself set (a desk resolve flowing back): its side
             # effects (assignees cleared on resolve) and its own timeline line are part of the echo.

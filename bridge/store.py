@@ -73,6 +73,7 @@ class Link(SQLModel, table=True):
     seen_entries: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     pending_echo: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     target_written_at: datetime | None = Field(default=None, description="when the bridge last wrote the ticket")
+    source_seen_at: datetime | None = Field(default=None, description="time of the newest source state processed")
     field_times: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from bridge import audit
 from bridge.runtime import Runtime
-from bridge.store import AuditEntry, Link, OutboxOp, dumps
+from bridge.queue import queue_op
+from bridge.store import AuditEntry, Link
 from compliance.clock import Alert, due_alerts
 from compliance.store import load_timelines
 
@@ -34,12 +35,8 @@ def run_deadline_clock(runtime: Runtime) -> list[Alert]:
             link = session.exec(select(Link).where(Link.correlation_id == alert.incident_id)
                                 .order_by(Link.id)).first()  # type: ignore[arg-type]
             if link is not None and link.target_id:
-                runtime.store.insert_ignore(session, OutboxOp, {
-                    "idempotency_key": f"deadline:{alert.key}", "route": link.route, "link_id": link.id,
-                    "connection": link.target_connection, "side": "target", "op": "note",
-                    "payload": dumps({"text": alert.message}), "status": "pending", "attempts": 0,
-                    "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
-                })
+                queue_op(runtime, session, key=f"deadline:{alert.key}", route=link.route, link=link,
+                         connection=link.target_connection, side="target", op="note", payload={"text": alert.message})
             audit.append(runtime.store, session, KIND, alert.incident_id, {
                 "key": alert.key, "rule_id": alert.rule_id, "stage": alert.stage, "kind": alert.kind,
                 "deadline": alert.deadline.isoformat(), "message": alert.message,

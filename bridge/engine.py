@@ -30,7 +30,8 @@ from bridge.errors import MappingError
 from bridge.model import Change, Incident, TimelineEntry, parse_time
 from bridge.routing import Route
 from bridge.runtime import Runtime
-from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp, dumps
+from bridge.queue import queue_op
+from bridge.store import DeadLetter, InboxEvent, Link
 from compliance.feed import from_incident, from_ticket
 from compliance.store import evidence_ref, get_timeline, save_timeline
 
@@ -258,11 +259,8 @@ def _queue(runtime: Runtime, session: Session, route: Route, link: Link, plan: P
     for index, op in enumerate(plan.ops):
         connection = route.target if op.side == "target" else route.source
         key = f"{route.name}:{link.id}:{row.connection}:{row.event_id}:{index}"
-        runtime.store.insert_ignore(session, OutboxOp, {
-            "idempotency_key": key, "route": route.name, "link_id": link.id, "connection": connection,
-            "side": op.side, "op": op.op, "payload": dumps(dict(op.payload)), "status": "pending",
-            "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
-        })
+        queue_op(runtime, session, key=key, route=route.name, link=link, connection=connection, side=op.side,
+                 op=op.op, payload=op.payload)
 
 
 def _feed_timelines(runtime: Runtime, session: Session, change: Change, results: list[dict[str, Any]],

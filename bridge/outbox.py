@@ -25,7 +25,8 @@ from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentErr
 from bridge.ingest import store_changes
 from bridge.model import Change, Incident, format_time, parse_time
 from bridge.runtime import Runtime
-from bridge.store import DeadLetter, Link, OutboxOp, dumps
+from bridge.queue import queue_op
+from bridge.store import DeadLetter, Link, OutboxOp
 from compliance.feed import from_ticket_created
 from compliance.store import evidence_ref, get_timeline, save_timeline
 from connectors.base import Connector, marker
@@ -285,11 +286,8 @@ def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link
         return
     label = runtime.label(op.connection)
     text = f"{label} ticket {link.target_number} opened for this incident: {link.target_url}"
-    runtime.store.insert_ignore(session, OutboxOp, {
-        "idempotency_key": f"backlink:{op.idempotency_key}", "route": op.route, "link_id": link.id,
-        "connection": route.source, "side": "source", "op": "note", "payload": dumps({"text": text}),
-        "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
-    })
+    queue_op(runtime, session, key=f"backlink:{op.idempotency_key}", route=op.route, link=link,
+             connection=route.source, side="source", op="note", payload={"text": text})
 
 
 def _queue_raised_note(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:
@@ -297,20 +295,14 @@ def _queue_raised_note(runtime: Runtime, session: Session, op: OutboxOp, link: L
     state = link.load("source_state")
     text = f"{runtime.label(link.source_connection)} incident {state.get('number') or link.source_id} opened " \
            f"from this ticket; responders are paged: {state.get('url') or ''}"
-    runtime.store.insert_ignore(session, OutboxOp, {
-        "idempotency_key": f"raised:{op.idempotency_key}", "route": op.route, "link_id": link.id,
-        "connection": link.target_connection, "side": "target", "op": "note", "payload": dumps({"text": text}),
-        "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
-    })
+    queue_op(runtime, session, key=f"raised:{op.idempotency_key}", route=op.route, link=link,
+             connection=link.target_connection, side="target", op="note", payload={"text": text})
 
 
 def _queue_refresh(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:
     """Read the ticket again after this write, so the desk's newer state is processed as a desk change."""
-    runtime.store.insert_ignore(session, OutboxOp, {
-        "idempotency_key": f"refresh-after:{op.id}", "route": op.route, "link_id": link.id,
-        "connection": op.connection, "side": "target", "op": "refresh", "payload": dumps({"after_op": op.id}),
-        "status": "pending", "attempts": 0, "next_attempt_at": runtime.clock(), "created_at": runtime.clock(),
-    })
+    queue_op(runtime, session, key=f"refresh-after:{op.id}", route=op.route, link=link,
+             connection=op.connection, side="target", op="refresh", payload={"after_op": op.id})
 
 
 def _backoff(runtime: Runtime, attempts: int, hinted: float | None) -> float:

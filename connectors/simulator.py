@@ -13,7 +13,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -74,6 +74,25 @@ class Faults:
     def pick_status(self) -> int:
         with self._lock:
             return self._random.choice((500, 502, 503))
+
+
+def basic_auth_user(request: Request, users: Mapping[str, str]) -> str | None:
+    """The user a ``Basic`` Authorization header names, if its password matches `users` (constant time)."""
+    import base64
+    import binascii
+    import hmac
+
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    expected = users.get(user)
+    if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
+        return None
+    return user
 
 
 class ConnectionReset(Exception):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -28,7 +27,7 @@ from fastapi.responses import JSONResponse
 from connectors.jsm import sim_catalog as cat
 from connectors.jsm.jql import JqlError, parse_jql
 from connectors.jsm.sim_state import BadRequest, IssueNotFound, SiteState, jira_time
-from connectors.simulator import Faults, ServerThread, install_faults
+from connectors.simulator import basic_auth_user, Faults, ServerThread, install_faults
 
 DEFAULT_USERS: dict[str, str] = {"bridge@example.com": "sim-jira-token"}
 AGENT, AGENT_TOKEN = "agent@example.com", "sim-agent-token"
@@ -223,17 +222,7 @@ class JsmSimulator:
         return app
 
     def _authenticated_user(self, request: Request) -> str | None:
-        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            email, _, token = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        expected = self.users.get(email)
-        if expected is None or not hmac.compare_digest(expected.encode(), token.encode()):
-            return None
-        return email
+        return basic_auth_user(request, self.users)
 
     def _route(self, request: Request, parts: list[str], body: Any, *, user: str, v3: bool) -> Response:
         method, params = request.method, request.query_params

@@ -12,9 +12,6 @@ The desk control API (`desk_update`, `desk_comment`, `records`, `record`, `journ
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,7 +31,7 @@ from connectors.servicenow.sim_state import (
     RecordNotFound,
     display_name,
 )
-from connectors.simulator import Faults, ServerThread, install_faults
+from connectors.simulator import basic_auth_user, Faults, ServerThread, install_faults
 
 DEFAULT_USERS: dict[str, str] = {"itsm.bridge": "sim-sn-password"}
 DESK_USER, DESK_PASSWORD = "jane.doe", "sim-desk-password"
@@ -139,17 +136,7 @@ class ServiceNowSimulator:
         return app
 
     def _authenticated_user(self, request: Request) -> str | None:
-        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        expected = self.users.get(user)
-        if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
-            return None
-        return user
+        return basic_auth_user(request, self.users)
 
     def _refuse(self, request: Request) -> JSONResponse | None:
         if self._authenticated_user(request) is None:

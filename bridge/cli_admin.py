@@ -199,4 +199,37 @@ def dead_letter_replay(config_path: Path, letter_id: int | None, replay_all: boo
     console.print(f"replayed {len(replayed)} dead-letter(s): {', '.join(map(str, replayed)) or '-'}")
 
 
+@dead_letter_group.command("show")
+@_config_option
+@click.argument("letter_id", type=int)
+@_json_option
+@handle_errors
+def dead_letter_show(config_path: Path, letter_id: int, as_json: bool) -> None:
+    """One dead-letter in full: why it was kept and the payload it holds."""
+    from bridge.dead_letters import show_letter
+
+    letter = show_letter(_store(config_path), letter_id)
+    if as_json:
+        print_json(letter)
+        return
+    console.print(kv_table(f"dead-letter {letter_id}", {k: v for k, v in letter.items() if k != "payload"}))
+    console.print(letter["payload"], markup=False, highlight=False, soft_wrap=True)
+
+
+@dead_letter_group.command("discard")
+@_config_option
+@click.argument("letter_id", type=int)
+@click.option("--reason", required=True, help="Why it is given up (kept in the audit trail).")
+@handle_errors
+def dead_letter_discard(config_path: Path, letter_id: int, reason: str) -> None:
+    """Give up on a dead-letter on purpose; the reason is audited and the incident's queue moves on."""
+    from bridge.dead_letters import discard
+    from bridge.runtime import Runtime
+
+    runtime = Runtime.build(load(config_path))
+    runtime.store.create_schema()
+    discard(runtime, letter_id, reason)
+    console.print(f"discarded dead-letter {letter_id}: {reason}")
+
+
 __all__ = ["config_group", "mappings_group", "audit_group", "dead_letter_group", "kv_table", "json"]

@@ -54,3 +54,28 @@ def test_mapping_error_is_dead_lettered_held_and_replayed_after_the_fix(world: W
     assert len(tickets) == 1 and tickets[0]["state"] == "2" and tickets[0]["subcategory"] == "other"
     assert "still broken" in "\n".join(row["value"] for row in world.sn.journal(tickets[0]["sys_id"]))
     runtime.store.dispose()
+
+
+def test_show_and_discard_are_explained_and_audited(world: World) -> None:
+    import json
+
+    from bridge.store import AuditEntry
+
+    world.config_path.write_text(world.config_path.read_text() + BROKEN)
+    world.pd.trigger("Search", "Unmapped service", user="alice")
+    runtime = world.runtime()
+    assert sync_once(runtime).dead_letters == 1
+    runtime.store.dispose()
+    config = ["--config", str(world.config_path)]
+    listed = json.loads(CliRunner().invoke(main, ["dead-letter", "list", *config, "--json"]).output)
+    letter_id = str(listed[0]["id"])
+    shown = CliRunner().invoke(main, ["dead-letter", "show", letter_id, *config, "--json"])
+    assert shown.exit_code == 0 and "Unmapped service" in json.loads(shown.output)["payload"]
+    discarded = CliRunner().invoke(main, ["dead-letter", "discard", letter_id, *config, "--reason", "test incident"])
+    assert discarded.exit_code == 0, discarded.output
+    assert json.loads(CliRunner().invoke(main, ["dead-letter", "list", *config, "--json"]).output) == []
+    runtime = world.runtime()
+    assert runtime.store.count(AuditEntry, kind="dead_letter.discarded") == 1
+    again = CliRunner().invoke(main, ["dead-letter", "discard", letter_id, *config, "--reason", "twice"])
+    assert again.exit_code == 1 and "no open dead-letter" in again.output
+    runtime.store.dispose()

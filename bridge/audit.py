@@ -117,8 +117,34 @@ def verify_entries(entries: Iterable[Mapping[str, Any]], *, start_hash: str = GE
     return Verification(True, count, expected_seq - 1, prev_hash)
 
 
-def verify_store(store: Store) -> Verification:
-    return verify_entries(iter_entries(store))
+def verify_store(store: Store, *, batch: int = 5000) -> Verification:
+    """Recompute the chain straight from the stored rows.
+
+    The stored ``data`` is already canonical JSON, so each entry's canonical body is spliced from it
+    instead of parsed and re-serialised (the bytes hashed are identical to `entry_hash`'s); a row whose
+    data was edited into any other text, even equivalent JSON, fails its hash.
+    """
+    expected_seq, prev_hash, count, after = 1, GENESIS, 0, 0
+    while True:
+        with Session(store.engine) as session:
+            rows = session.exec(select(AuditEntry.seq, AuditEntry.at, AuditEntry.kind, AuditEntry.subject,
+                                       AuditEntry.data, AuditEntry.prev_hash, AuditEntry.hash)
+                                .where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)).all()  # type: ignore[call-overload]
+        if not rows:
+            return Verification(True, count, expected_seq - 1, prev_hash)
+        for seq, at, kind, subject, data, stored_prev, stored_hash in rows:
+            if seq != expected_seq:
+                return Verification(False, count, expected_seq - 1, prev_hash, bad_seq=expected_seq,
+                                    reason=f"entry {expected_seq} is missing (found {seq} next)")
+            if stored_prev != prev_hash:
+                return Verification(False, count, seq - 1, prev_hash, bad_seq=seq,
+                                    reason="prev_hash does not match the previous entry (reordered or removed)")
+            body = f'{{"at":{dumps(at)},"data":{data},"kind":{dumps(kind)},"seq":{seq},"subject":{dumps(subject)}}}'
+            if hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest() != stored_hash:
+                return Verification(False, count, seq - 1, prev_hash, bad_seq=seq,
+                                    reason="content does not match its hash (altered)")
+            prev_hash, expected_seq, count = stored_hash, expected_seq + 1, count + 1
+        after = rows[-1][0]
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """How long `itsm-bridge compliance check` takes for N incidents with every pack.
+(Named compliance_check.py: a bench/compliance.py would shadow the `compliance` package.)
 
-    python bench/compliance.py --incidents 100000 [--json]
+    python bench/compliance_check.py --incidents 100000 [--json]
 
 The incidents are the fixture timelines (major DORA incidents with reports, holiday deadlines, SLA
 breaches, recurring incidents) copied N/6 times with fresh ids and shifted dates. Target (issue 6):
@@ -11,19 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-# Run as `python bench/compliance.py`, this file's folder comes first on sys.path and its name would
-# hide the `compliance` package: take the folder off the path before importing it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from compliance.checker import check, summarize  # noqa: E402
-from compliance.rules import Context  # noqa: E402
-from compliance.settings import settings_from  # noqa: E402
-from compliance.timeline import read_jsonl  # noqa: E402
+from compliance.checker import check, summarize
+from compliance.rules import Context
+from compliance.settings import settings_from
+from compliance.timeline import read_jsonl
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "compliance" / "incidents.jsonl"
 SETTINGS = {"packs": ["itil", "dora", "nis2", "audit"],

@@ -16,7 +16,13 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.errors import ConfigError, ConfigProblem
-from bridge.secrets import SECRET_HINT, is_secret_ref
+from connectors.incidentio.config import SECRET_KEYS as INCIDENTIO_SECRETS
+from connectors.incidentio.config import IncidentioConnection
+from connectors.opsgenie.config import SECRET_KEYS as OPSGENIE_SECRETS
+from connectors.opsgenie.config import OpsgenieConnection
+from connectors.rootly.config import SECRET_KEYS as ROOTLY_SECRETS
+from connectors.rootly.config import RootlyConnection
+from bridge.secrets import require_secret_ref
 
 MATCH_KEYS = ("service", "urgency", "priority", "status", "title_contains")
 
@@ -25,10 +31,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _secret_ref(value: str | None) -> str | None:
-    if value is not None and not is_secret_ref(value):
-        raise ValueError(f"must be a secret reference, got an inline value ({SECRET_HINT})")
-    return value
+_secret_ref = require_secret_ref  # field validator for secret options (connectors' config models use it too)
 
 
 class DatabaseConfig(_Strict):
@@ -103,14 +106,17 @@ class JsmConnection(_Strict):
     _check_secrets = field_validator("email", "api_token", "webhook_secret")(_secret_ref)
 
 
-Connection = Annotated[Union[PagerDutyConnection, ServiceNowConnection, JsmConnection],
-                       Field(discriminator="type")]
+Connection = Annotated[Union[PagerDutyConnection, ServiceNowConnection, JsmConnection, RootlyConnection,
+                             IncidentioConnection, OpsgenieConnection], Field(discriminator="type")]
 
 #: Which config keys of each connection type hold secret references (resolved when building connectors).
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "pagerduty": ("token", "webhook_secret"),
     "servicenow": ("username", "password"),
     "jsm": ("email", "api_token", "webhook_secret"),
+    "rootly": ROOTLY_SECRETS,
+    "incidentio": INCIDENTIO_SECRETS,
+    "opsgenie": OPSGENIE_SECRETS,
 }
 
 
@@ -276,7 +282,8 @@ def _siblings(loc: tuple[Any, ...], data: dict[str, Any]) -> list[str]:
         model = RouteConfig
     elif loc[0] == "connections" and len(loc) == 3:
         model = {"pagerduty": PagerDutyConnection, "servicenow": ServiceNowConnection,
-                 "jsm": JsmConnection}.get(str(loc[2]))
+                 "jsm": JsmConnection, "rootly": RootlyConnection,
+                 "incidentio": IncidentioConnection, "opsgenie": OpsgenieConnection}.get(str(loc[2]))
     return [name for name in (model.model_fields if model else {}) if name != "base_dir"]
 
 

@@ -282,8 +282,8 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
 def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link) -> None:
     """After a create: tell the responders where the ticket is (a note on the source incident)."""
     route = runtime.route(op.route)
-    if route is None:
-        return
+    if route is None or not runtime.connectors[route.source].can_add_notes:
+        return  # the ticket still links back to the incident through its description and link fields
     label = runtime.label(op.connection)
     text = f"{label} ticket {link.target_number} opened for this incident: {link.target_url}"
     queue_op(runtime, session, key=f"backlink:{op.idempotency_key}", route=op.route, link=link,

@@ -23,6 +23,9 @@ BUILTIN: dict[str, str] = {
     "pagerduty": "connectors.pagerduty.connector:PagerDutyConnector",
     "servicenow": "connectors.servicenow.connector:ServiceNowConnector",
     "jsm": "connectors.jsm.connector:JsmConnector",
+    "rootly": "connectors.rootly.connector:RootlyConnector",
+    "incidentio": "connectors.incidentio.connector:IncidentioConnector",
+    "opsgenie": "connectors.opsgenie.connector:OpsgenieConnector",
 }
 
 #: Roles each built-in type plays; known without importing the connector (config validation is cheap).
@@ -30,6 +33,9 @@ ROLES: dict[str, frozenset[str]] = {
     "pagerduty": frozenset({"source"}),
     "servicenow": frozenset({"target"}),
     "jsm": frozenset({"target"}),
+    "rootly": frozenset({"source"}),
+    "incidentio": frozenset({"source"}),
+    "opsgenie": frozenset({"source"}),
 }
 
 

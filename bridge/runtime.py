@@ -23,7 +23,8 @@ from bridge.store import Store
 from compliance.settings import ComplianceSettings, settings_from
 from connectors.base import Connector
 
-LABELS = {"servicenow": "ServiceNow", "pagerduty": "PagerDuty", "jsm": "Jira Service Management"}
+LABELS = {"servicenow": "ServiceNow", "pagerduty": "PagerDuty", "jsm": "Jira Service Management",
+          "rootly": "Rootly", "incidentio": "incident.io", "opsgenie": "Opsgenie"}
 
 
 def connection_settings(config: Config, name: str) -> dict[str, Any]:

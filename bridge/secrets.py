@@ -46,3 +46,10 @@ def resolve_secret(reference: str, *, base_dir: Path | None = None) -> SecretStr
     if not value:
         raise SecretResolutionError(f"secret file {path} is empty")
     return SecretStr(value)
+
+
+def require_secret_ref(value: str | None) -> str | None:
+    """A pydantic field validator: a secret option must hold a reference, never the secret itself."""
+    if value is not None and not is_secret_ref(value):
+        raise ValueError(f"must be a secret reference, got an inline value ({SECRET_HINT})")
+    return value

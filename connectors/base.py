@@ -62,6 +62,8 @@ class Connector(ABC):
 
     slug: ClassVar[str]
     roles: ClassVar[frozenset[str]]  # {"source"}, {"target"} or both
+    #: False where the API has no way to write a note (incident.io): no backlink note is queued there.
+    can_add_notes: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: Mapping[str, Any], *, session: requests.Session) -> None:
         self.name = name

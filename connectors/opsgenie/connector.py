@@ -1,0 +1,223 @@
+"""Opsgenie alerts as a source: outgoing webhooks in, Alert API v2 catch-up polls, and the way back.
+
+Verified in the official API description (opsgenie/opsgenie-python-sdk ``docs/AlertApi.md``, generated
+from ``opsgenie-oas.json``): ``POST /v2/alerts/{id}/{acknowledge|unacknowledge|close|notes}`` with
+``{user, source, note}``, ``PUT /v2/alerts/{id}/priority`` with ``{priority: P1..P5}``, ``GET
+/v2/alerts`` sortable by ``updatedAt``, ``GET /v2/alerts/{id}/notes`` returning ``{note, owner,
+createdAt, offset}`` (no note id). Writes are asynchronous: they answer 202 ``{result, took,
+requestId}`` and are applied shortly after, so a read straight after a write may not show it yet.
+
+Opsgenie cannot reopen a closed alert (the same alias opens a new one), so ``transition(id,
+"triggered")`` on a closed alert is a `PermanentError`; on an acknowledged one it unacknowledges.
+The ``updatedAt>`` epoch-millisecond query syntax is [!] (documented for ``createdAt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import requests
+
+from bridge.errors import ConnectorError, PermanentError
+from bridge.http import call
+from bridge.model import Change, Incident, TimelineEntry, format_time, parse_time
+from connectors.base import CheckResult, Connector, PollResult
+from connectors.opsgenie.webhooks import alert_url, note_id, parse_payload, verify_token
+
+__all__ = ["OpsgenieConnector", "incident_from_rest", "note_entry", "rest_status"]
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 100
+MAX_WINDOW = 20_000  # offset + limit beyond this is refused [!]; the poll restarts from the last updatedAt
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+POLL_OVERLAP = timedelta(seconds=5)  # re-read a little before the cursor; the inbox de-duplicates
+SOURCE = "itsm-bridge"
+
+
+def rest_status(alert: Mapping[str, Any]) -> str:
+    """Canonical status: closed -> resolved, open and acknowledged -> acknowledged, else triggered."""
+    if alert.get("status") == "closed":
+        return "resolved"
+    return "acknowledged" if alert.get("acknowledged") else "triggered"
+
+
+def incident_from_rest(alert: Mapping[str, Any], *, source: str, web_url: str | None = None) -> Incident:
+    """The canonical `Incident` from a REST alert (``GET /v2/alerts`` item or ``/v2/alerts/{id}`` data)."""
+    created = parse_time(alert.get("createdAt"))
+    report = alert.get("report") if isinstance(alert.get("report"), Mapping) else {}
+    status = rest_status(alert)
+    close_time = report.get("closeTime") if status == "resolved" else None
+    owner = alert.get("owner")
+    return Incident(
+        source=source, id=str(alert["id"]), title=str(alert.get("message") or ""), status=status,
+        created_at=created,  # type: ignore[arg-type]
+        updated_at=parse_time(alert.get("updatedAt")) or created,  # type: ignore[arg-type]
+        number=str(alert["tinyId"]) if alert.get("tinyId") is not None else None,
+        priority=alert.get("priority") or None,
+        service=alert.get("entity") or None,
+        assignees=(str(owner),) if owner else (),
+        url=alert_url(web_url, str(alert["id"])),
+        resolved_at=created + timedelta(milliseconds=close_time) if close_time and created else None,
+        raw=dict(alert),
+    )
+
+
+def note_entry(alert_id: str, note: Mapping[str, Any]) -> TimelineEntry:
+    """One REST alert note as a timeline entry (same id as the AddNote webhook's)."""
+    text, owner = str(note.get("note") or ""), note.get("owner") or None
+    return TimelineEntry(id=note_id(alert_id, owner, text), at=parse_time(note.get("createdAt")),  # type: ignore[arg-type]
+                         kind="note", text=text, author=owner)
+
+
+def _version(incident: Incident, notes: int) -> str:
+    text = json.dumps([incident.tracked(), notes], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class OpsgenieConnector(Connector):
+    """Opsgenie Alert API v2 + outgoing webhooks. Settings: ``api_url``, ``api_key``, ``webhook_secret``,
+    ``user`` (the display name every action is made as), ``web_url`` and ``catch_up_hours``."""
+
+    slug: ClassVar[str] = "opsgenie"
+    roles: ClassVar[frozenset[str]] = frozenset({"source"})
+
+    def __init__(self, name: str, settings: Mapping[str, Any], *, session: requests.Session) -> None:
+        super().__init__(name, settings, session=session)
+        self.api_url = str(settings.get("api_url") or "https://api.opsgenie.com").rstrip("/")
+        self.user = str(settings.get("user") or SOURCE)
+        self.web_url = settings.get("web_url") or None
+        self.catch_up = timedelta(hours=int(settings.get("catch_up_hours") or 168))
+
+    def __repr__(self) -> str:  # never the settings: they hold the key
+        return f"OpsgenieConnector({self.name!r}, api_url={self.api_url!r})"
+
+    def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"GenieKey {self.settings['api_key']}", "Accept": "application/json",
+                   "Content-Type": "application/json"}
+        return call(self.session, method, f"{self.api_url}{path}", connection=self.name, what=what,
+                    headers=headers, **kwargs)
+
+    # -- webhooks -------------------------------------------------------------------------------------
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str], *, now: datetime) -> None:
+        """A shared secret in ``X-Itsm-Bridge-Token``; nothing is signed, so `now` is unused."""
+        verify_token(headers, self.settings.get("webhook_secret"), connection=self.name)
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[Change]:
+        return parse_payload(body, connection=self.name, web_url=self.web_url)
+
+    # -- catch-up poll --------------------------------------------------------------------------------
+    def poll(self, cursor: str | None, *, now: datetime) -> PollResult:
+        """Every alert updated since `cursor` (oldest first) with its notes, as ``alert.polled`` changes.
+        The next cursor is the newest ``updatedAt`` seen (the previous cursor when nothing changed)."""
+        since = parse_time(cursor) - POLL_OVERLAP if cursor else now - self.catch_up
+        changes, newest = [], parse_time(cursor) if cursor else since
+        for alert in self._list_alerts(since):
+            canonical = incident_from_rest(alert, source=self.name, web_url=self.web_url)
+            entries = tuple(self.list_notes(canonical.id))
+            changes.append(Change(
+                connection=self.name, event_type="alert.polled", record_id=canonical.id,
+                event_id=f"poll:{canonical.id}:{alert.get('updatedAt')}:{_version(canonical, len(entries))}",
+                occurred_at=canonical.updated_at, incident=canonical, entries=entries, via="poll"))
+            newest = max(newest, canonical.updated_at)  # type: ignore[type-var]
+        return PollResult(changes=changes, cursor=format_time(newest))
+
+    def _list_alerts(self, since: datetime) -> list[Mapping[str, Any]]:
+        alerts: list[Mapping[str, Any]] = []
+        floor, offset, seen = since, 0, set()
+        while True:
+            params = {"query": f"updatedAt>={int(floor.timestamp() * 1000)}", "sort": "updatedAt",
+                      "order": "asc", "limit": str(PAGE_LIMIT), "offset": str(offset)}
+            page = self._call("GET", "/v2/alerts", what="list alerts", params=params).json()
+            data = page.get("data") or []
+            for alert in data:
+                if alert.get("id") not in seen:
+                    seen.add(alert.get("id"))
+                    alerts.append(alert)
+            if len(data) < PAGE_LIMIT or not (page.get("paging") or {}).get("next"):
+                return alerts
+            offset += PAGE_LIMIT
+            if offset + PAGE_LIMIT > MAX_WINDOW:  # restart the window from the newest alert read
+                floor, offset = parse_time(data[-1].get("updatedAt")) or floor, 0
+
+    # -- the way back ---------------------------------------------------------------------------------
+    def _action(self, record_id: str, action: str, *, what: str, **extra: str) -> None:
+        self._call("POST", f"/v2/alerts/{record_id}/{action}", what=what, params={"identifierType": "id"},
+                   json={"user": self.user, "source": SOURCE, **extra})
+
+    def transition(self, record_id: str, status: str) -> None:
+        """Acknowledge, close, or (on an acknowledged alert) unacknowledge. The alert is read first, so
+        asking for the state it is already in is a no-op; Opsgenie cannot reopen a closed alert."""
+        current = rest_status(self._get_alert(record_id))
+        if current == status:
+            log.info("%s: alert %s already %s", self.name, record_id, status)
+            return
+        what = f"set alert {record_id} to {status}"
+        if status == "resolved":
+            self._action(record_id, "close", what=what)
+        elif current == "resolved":
+            raise PermanentError(f"{self.name}: cannot {what}: the alert is closed and Opsgenie cannot "
+                                 "reopen a closed alert (a new alert with the same alias would be created)",
+                                 connection=self.name)
+        elif status == "acknowledged":
+            self._action(record_id, "acknowledge", what=what)
+        elif status == "triggered":
+            self._action(record_id, "unacknowledge", what=what)
+        else:
+            raise PermanentError(f"{self.name}: unknown status {status!r} (triggered, acknowledged, resolved)",
+                                 connection=self.name)
+
+    def update(self, record_id: str, fields: Mapping[str, str]) -> None:
+        """Set ``priority`` (P1..P5), ``title`` (the alert message) or ``description``."""
+        paths = {"priority": "priority", "title": "message", "description": "description"}
+        for name in fields:
+            if name not in paths:
+                raise PermanentError(f"{self.name}: cannot set {name!r} on an Opsgenie alert "
+                                     "(priority, title and description can be set)", connection=self.name)
+        if "priority" in fields and fields["priority"] not in PRIORITIES:
+            raise PermanentError(f"{self.name}: Opsgenie priorities are P1..P5, not {fields['priority']!r}",
+                                 connection=self.name)
+        for name, value in fields.items():
+            key = paths[name]
+            self._call("PUT", f"/v2/alerts/{record_id}/{key}", what=f"set the {key} of alert {record_id}",
+                       params={"identifierType": "id"}, json={key: value})
+
+    def add_note(self, record_id: str, text: str) -> None:
+        self._action(record_id, "notes", what=f"add a note to alert {record_id}", note=text)
+
+    def has_note(self, record_id: str, tag: str) -> bool:
+        return any(tag in entry.text for entry in self.list_notes(record_id))
+
+    def list_notes(self, record_id: str) -> list[TimelineEntry]:
+        """The alert's notes, oldest first (``order=asc``, following ``paging.next`` offsets)."""
+        entries: list[TimelineEntry] = []
+        params = {"identifierType": "id", "order": "asc", "direction": "next", "limit": str(PAGE_LIMIT)}
+        while True:
+            page = self._call("GET", f"/v2/alerts/{record_id}/notes", what=f"list notes of alert {record_id}",
+                              params=params).json()
+            data = page.get("data") or []
+            entries += [note_entry(record_id, note) for note in data]
+            if len(data) < PAGE_LIMIT or not (page.get("paging") or {}).get("next"):
+                return entries
+            params = {**params, "offset": str(data[-1].get("offset"))}
+
+    def _get_alert(self, record_id: str) -> Mapping[str, Any]:
+        return self._call("GET", f"/v2/alerts/{record_id}", what=f"read alert {record_id}",
+                          params={"identifierType": "id"}).json()["data"]
+
+    def get_incident(self, record_id: str) -> Incident:
+        return incident_from_rest(self._get_alert(record_id), source=self.name, web_url=self.web_url)
+
+    def check(self) -> CheckResult:
+        """One authenticated read (``GET /v2/alerts?limit=1``): is the key accepted with read access?"""
+        try:
+            self._call("GET", "/v2/alerts", what="list alerts", params={"limit": "1"})
+        except ConnectorError as exc:
+            kind = "API key refused" if exc.status in (401, 403) else "unreachable"
+            return CheckResult(ok=False, message=f"Opsgenie {kind}: {exc}", details={"status": exc.status})
+        return CheckResult(ok=True, message=f"API key accepted; actions are made as {self.user!r}")

@@ -1,0 +1,165 @@
+"""Opsgenie outgoing webhooks: shared-secret verification and pure normalisation of alert payloads.
+
+Opsgenie signs nothing (api-facts §4): the outgoing-webhook integration can only add custom headers,
+so the admin adds ``X-Itsm-Bridge-Token: <secret>`` there and the bridge compares it in constant time.
+There is no timestamp and no delivery id; a redelivery repeats the body, so the event id is built from
+the alert id, the action and ``alert.updatedAt`` (epoch *nanoseconds*, unique per change).
+
+The payload (``{action, alert{alertId, message, tinyId, alias, entity, tags, createdAt (ms),
+updatedAt (ns), username, userId, priority, owner, note, description?, details?}, source, integration*}``)
+carries no alert status. The status is therefore only known from the status actions (Create,
+Acknowledge, UnAcknowledge, Close); the other handled actions (AddNote, Escalate, AssignOwnership,
+TakeOwnership) give a timeline line without an incident, and the next poll brings the full alert.
+Opsgenie notes have no id in either API, so a note's id is a digest of alert id, author and text
+(the same in a webhook and in ``GET /v2/alerts/{id}/notes``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from bridge.errors import WebhookError
+from bridge.model import Change, Incident, TimelineEntry
+
+TOKEN_HEADER = "x-itsm-bridge-token"
+
+#: Actions that state the alert's status, and the canonical status they leave it in.
+STATUS_ACTIONS: dict[str, str] = {
+    "Create": "triggered", "Acknowledge": "acknowledged", "UnAcknowledge": "triggered", "Close": "resolved",
+}
+ASSIGNMENT_ACTIONS = ("Escalate", "AssignOwnership", "TakeOwnership")
+NOTE_ACTION = "AddNote"
+
+
+def lower_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(name).lower(): str(value) for name, value in (headers or {}).items()}
+
+
+def verify_token(headers: Mapping[str, str], secret: str | None, *, connection: str) -> None:
+    """Raise `WebhookError(status=401)` unless ``X-Itsm-Bridge-Token`` equals `secret` (constant time)."""
+    if not secret:
+        raise WebhookError(f"no webhook_secret configured for connection {connection}; refusing "
+                           "unauthenticated webhooks (set webhook_secret and send it in the outgoing "
+                           "webhook's X-Itsm-Bridge-Token header)", status=401)
+    given = lower_headers(headers).get(TOKEN_HEADER, "")
+    if not given:
+        raise WebhookError(f"{connection}: missing X-Itsm-Bridge-Token header", status=401)
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), secret.encode("utf-8")):
+        raise WebhookError(f"{connection}: X-Itsm-Bridge-Token does not match the configured "
+                           "webhook_secret", status=401)
+
+
+def note_id(alert_id: str, author: str | None, text: str) -> str:
+    """A stable id for a note (Opsgenie gives none): digest of alert id, author and text."""
+    return hashlib.sha256(f"{alert_id}\n{author or ''}\n{text}".encode()).hexdigest()[:16]
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _require_str(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise WebhookError(f"{where}.{key} must be a non-empty string, got {_short(value)}", status=400)
+    return value
+
+
+def _epoch(value: object, where: str, *, divisor: int) -> datetime:
+    """An epoch integer (ms or ns, by `divisor`) as an aware UTC datetime."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise WebhookError(f"{where} must be an epoch number, got {_short(value)}", status=400)
+    return datetime.fromtimestamp(value / divisor, tz=timezone.utc)
+
+
+def alert_url(web_url: str | None, alert_id: str) -> str | None:
+    return f"{web_url.rstrip('/')}/alert/detail/{alert_id}/details" if web_url else None
+
+
+def incident_from_webhook(alert: Mapping[str, Any], *, source: str, status: str, occurred_at: datetime,
+                          web_url: str | None = None) -> Incident:
+    """The canonical `Incident` from a webhook's ``alert`` whose status the action told us.
+
+    Description stays empty as in `incident_from_rest` (list results never carry it); the text is in
+    ``incident.raw.description`` when the integration sends it.
+    """
+    alert_id = _require_str(alert, "alertId", "alert")
+    owner = alert.get("owner")
+    return Incident(
+        source=source, id=alert_id, title=str(alert.get("message") or ""), status=status,
+        created_at=_epoch(alert["createdAt"], "alert.createdAt", divisor=1000) if alert.get("createdAt")
+        else occurred_at,
+        updated_at=occurred_at,
+        number=str(alert["tinyId"]) if alert.get("tinyId") is not None else None,
+        priority=alert.get("priority") or None,
+        service=alert.get("entity") or None,
+        assignees=(str(owner),) if owner else (),
+        url=alert_url(web_url, alert_id),
+        resolved_at=occurred_at if status == "resolved" else None,
+        raw=dict(alert),
+    )
+
+
+def describe_action(action: str, alert: Mapping[str, Any], author: str | None) -> str:
+    """A sentence for the desk's timeline, e.g. "Acknowledged by alice@example.com in Opsgenie"."""
+    by = f" by {author}" if author else ""
+    owner = alert.get("owner") or author or "nobody"
+    verbs = {
+        "Create": f"Alert created in Opsgenie{' on ' + alert['entity'] if alert.get('entity') else ''}{by}",
+        "Acknowledge": f"Acknowledged{by} in Opsgenie",
+        "UnAcknowledge": f"Unacknowledged{by} in Opsgenie; triggered again",
+        "Close": f"Closed{by} in Opsgenie",
+        "Escalate": f"Escalated to the next level{by} in Opsgenie",
+        "AssignOwnership": f"Ownership assigned to {owner}{by} in Opsgenie",
+        "TakeOwnership": f"Ownership taken{by} in Opsgenie",
+    }
+    return verbs.get(action, f"{action}{by} in Opsgenie")
+
+
+def _payload(body: bytes) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookError(f"body is not JSON ({exc}); expected an Opsgenie outgoing webhook", status=400) from exc
+    if not isinstance(document, dict):
+        raise WebhookError(f"body must be a JSON object, got {_short(document)}", status=400)
+    action = _require_str(document, "action", "payload")
+    alert = document.get("alert")
+    if not isinstance(alert, dict):
+        raise WebhookError(f"payload.alert must be an object, got {_short(alert)}", status=400)
+    return action, alert, document
+
+
+def parse_payload(body: bytes, *, connection: str, web_url: str | None = None) -> list[Change]:
+    """The one `Change` an outgoing webhook describes (unhandled actions carry no incident)."""
+    action, alert, _document = _payload(body)
+    alert_id = _require_str(alert, "alertId", "alert")
+    occurred_at = _epoch(alert.get("updatedAt"), "alert.updatedAt", divisor=1_000_000_000)
+    author = alert.get("username") or None
+    common = dict(connection=connection, record_id=alert_id, event_type=f"alert.{action}",
+                  event_id=f"{alert_id}:{action}:{alert['updatedAt']}", occurred_at=occurred_at,
+                  actor=alert.get("userId") or author, via="webhook")
+    if action in STATUS_ACTIONS:
+        incident = incident_from_webhook(alert, source=connection, status=STATUS_ACTIONS[action],
+                                         occurred_at=occurred_at, web_url=web_url)
+        entry = TimelineEntry(id=f"{common['event_id']}:status", at=occurred_at, kind="status",
+                              text=describe_action(action, alert, author), author=author)
+        return [Change(incident=incident, entries=(entry,), **common)]
+    if action == NOTE_ACTION:
+        text = alert.get("note")
+        if not isinstance(text, str):
+            raise WebhookError(f"alert.note must be a string on AddNote, got {_short(text)}", status=400)
+        note = TimelineEntry(id=note_id(alert_id, author, text), at=occurred_at, kind="note", text=text,
+                             author=author)
+        return [Change(entries=(note,), **common)]
+    if action in ASSIGNMENT_ACTIONS:
+        entry = TimelineEntry(id=f"{common['event_id']}:assignment", at=occurred_at, kind="assignment",
+                              text=describe_action(action, alert, author), author=author)
+        return [Change(entries=(entry,), **common)]
+    return [Change(**common)]

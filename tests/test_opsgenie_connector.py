@@ -1,0 +1,318 @@
+"""Opsgenie connector: webhook token, webhook and REST normalisation (on fixtures shaped like the real
+payloads), and the REST calls it makes (with `responses`): poll pagination, notes, transitions, priority."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from pydantic import ValidationError
+
+from bridge.errors import (
+    AuthError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+    WebhookError,
+)
+from bridge.http import build_session
+from connectors.opsgenie.config import SECRET_KEYS, OpsgenieConnection
+from connectors.opsgenie.connector import (
+    OpsgenieConnector,
+    incident_from_rest,
+    note_entry,
+)
+from connectors.opsgenie.webhooks import note_id
+
+FIXTURES = Path(__file__).parent / "fixtures" / "opsgenie"
+API = "https://api.opsgenie.com"
+KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
+SECRET = "og-shared-correct-horse"
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+ALERT = "70413a06-38d6-4c85-92b8-5ebc900d42e2"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def raw(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def connector(**overrides: object) -> OpsgenieConnector:
+    settings = {"api_url": API, "api_key": KEY, "webhook_secret": SECRET, "user": "itsm-bridge",
+                "web_url": "https://acme.app.opsgenie.com", "catch_up_hours": 24, **overrides}
+    return OpsgenieConnector("opsgenie", settings, session=build_session(attempts=1))
+
+
+# -- config ---------------------------------------------------------------------------------------------
+def test_connection_schema_wants_secret_references() -> None:
+    ok = OpsgenieConnection.model_validate({"type": "opsgenie", "api_key": "env:OPSGENIE_API_KEY",
+                                            "webhook_secret": "file:/run/secrets/og"})
+    assert ok.api_url == "https://api.opsgenie.com" and ok.poll_interval == 60
+    assert SECRET_KEYS == ("api_key", "webhook_secret")
+    for bad, reason in (({"api_key": KEY}, "secret reference"),
+                        ({"api_key": "env:K", "webhook_secret": SECRET}, "secret reference"),
+                        ({"api_key": "env:K", "typo": 1}, "Extra inputs are not permitted")):
+        with pytest.raises(ValidationError) as caught:
+            OpsgenieConnection.model_validate({"type": "opsgenie", **bad})
+        assert reason in str(caught.value)
+
+
+# -- webhook token --------------------------------------------------------------------------------------
+BODY = raw("webhook_acknowledge.json")
+
+
+def test_right_token_is_accepted_whatever_the_header_case() -> None:
+    connector().verify_webhook(BODY, {"X-Itsm-Bridge-Token": SECRET}, now=NOW)
+    connector().verify_webhook(BODY, {"x-itsm-bridge-token": SECRET}, now=NOW)
+
+
+@pytest.mark.parametrize("headers, reason", [
+    ({}, "missing X-Itsm-Bridge-Token"),
+    ({"X-Itsm-Bridge-Token": ""}, "missing X-Itsm-Bridge-Token"),
+    ({"X-Itsm-Bridge-Token": "og-shared-correct-horsE"}, "does not match"),
+    ({"X-Itsm-Bridge-Token": SECRET + " "}, "does not match"),
+    ({"Authorization": f"Basic {SECRET}"}, "missing X-Itsm-Bridge-Token"),
+])
+def test_wrong_or_missing_token_is_refused_with_401(headers: dict, reason: str) -> None:
+    with pytest.raises(WebhookError) as caught:
+        connector().verify_webhook(BODY, headers, now=NOW)
+    assert caught.value.status == 401 and reason in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_connection_without_secret_refuses_every_webhook() -> None:
+    with pytest.raises(WebhookError) as caught:
+        connector(webhook_secret=None).verify_webhook(BODY, {"X-Itsm-Bridge-Token": "anything"}, now=NOW)
+    assert caught.value.status == 401 and "no webhook_secret configured for connection opsgenie" in str(caught.value)
+
+
+# -- webhook parsing ------------------------------------------------------------------------------------
+STATUS_EVENTS = {
+    "create": ("triggered", "Alert created in Opsgenie on Payments API by System"),
+    "acknowledge": ("acknowledged", "Acknowledged by alice@example.com in Opsgenie"),
+    "unacknowledge": ("triggered", "Unacknowledged by alice@example.com in Opsgenie; triggered again"),
+    "close": ("resolved", "Closed by dave@example.com in Opsgenie"),
+}
+
+
+@pytest.mark.parametrize("event", sorted(STATUS_EVENTS))
+def test_status_actions_become_an_incident_and_a_timeline_line(event: str) -> None:
+    payload = fixture(f"webhook_{event}.json")
+    alert = payload["alert"]
+    [change] = connector().parse_webhook(raw(f"webhook_{event}.json"), {})
+    incident = change.incident
+    assert incident is not None
+    assert (change.record_id, change.event_type) == (ALERT, f"alert.{payload['action']}")
+    assert change.event_id == f"{ALERT}:{payload['action']}:{alert['updatedAt']}"
+    assert (incident.id, incident.number, incident.status) == (ALERT, "1791", STATUS_EVENTS[event][0])
+    assert (incident.title, incident.priority, incident.service) == (alert["message"], "P2", "Payments API")
+    assert incident.assignees == ((alert["owner"],) if alert["owner"] else ())
+    assert incident.url == f"https://acme.app.opsgenie.com/alert/detail/{ALERT}/details"
+    assert incident.created_at == datetime(2026, 3, 2, 9, 58, 22, tzinfo=timezone.utc)
+    assert incident.updated_at == change.occurred_at == datetime.fromtimestamp(alert["updatedAt"] / 1e9, timezone.utc)
+    assert incident.raw == alert and incident.raw["tags"] == ["payments", "prod"]
+    assert incident.description == "" and incident.urgency is None
+    assert (incident.resolved_at is not None) == (event == "close")
+    [entry] = change.entries
+    assert (entry.kind, entry.text) == ("status", STATUS_EVENTS[event][1])
+
+
+@pytest.mark.parametrize("event, text", [
+    ("escalate", "Escalated to the next level by System in Opsgenie"),
+    ("assignownership", "Ownership assigned to carol@example.com by alice@example.com in Opsgenie"),
+    ("takeownership", "Ownership taken by dave@example.com in Opsgenie"),
+])
+def test_assignment_actions_carry_a_line_but_no_incident(event: str, text: str) -> None:
+    [change] = connector().parse_webhook(raw(f"webhook_{event}.json"), {})
+    assert change.incident is None and change.record_id == ALERT
+    [entry] = change.entries
+    assert (entry.kind, entry.text) == ("assignment", text)
+
+
+def test_note_action_carries_the_note_with_the_id_the_rest_api_gives_it() -> None:
+    [change] = connector().parse_webhook(raw("webhook_addnote.json"), {})
+    assert change.incident is None and change.record_id == ALERT
+    [note] = change.entries
+    assert (note.kind, note.author) == ("note", "bob@example.com")
+    assert note.text == "Rolled back deploy 2026.03.02-1; error rate recovering."
+    assert note.id == note_entry(ALERT, fixture("rest_notes.json")["data"][0]).id == \
+        note_id(ALERT, "bob@example.com", note.text)
+
+
+def test_redelivery_has_the_same_event_id_and_other_actions_pass_through() -> None:
+    first = connector().parse_webhook(BODY, {})[0]
+    assert first.event_id == connector().parse_webhook(BODY, {})[0].event_id
+    [other] = connector().parse_webhook(raw("webhook_addtags.json"), {})
+    assert (other.event_type, other.incident, other.entries, other.record_id) == ("alert.AddTags", None, (), ALERT)
+
+
+@pytest.mark.parametrize("body, names", [
+    (b"{not json", "not JSON"),
+    (b"[]", "must be a JSON object"),
+    (json.dumps({"alert": {}}).encode(), "payload.action"),
+    (json.dumps({"action": "Create", "alert": "x"}).encode(), "payload.alert must be an object"),
+    (json.dumps({"action": "Create", "alert": {"alertId": 7}}).encode(), "alert.alertId"),
+    (json.dumps({**fixture("webhook_create.json"), "alert": {**fixture("webhook_create.json")["alert"],
+                                                             "updatedAt": "soon"}}).encode(),
+     "alert.updatedAt must be an epoch number, got 'soon'"),
+    (json.dumps({**fixture("webhook_addnote.json"), "alert": {**fixture("webhook_addnote.json")["alert"],
+                                                              "note": None}}).encode(), "alert.note"),
+])
+def test_malformed_webhooks_are_refused_with_400_naming_the_field(body: bytes, names: str) -> None:
+    with pytest.raises(WebhookError) as caught:
+        connector().parse_webhook(body, {})
+    assert caught.value.status == 400 and names in str(caught.value)
+
+
+# -- REST normalisation ---------------------------------------------------------------------------------
+def test_rest_alert_normalises_like_the_webhook_shape() -> None:
+    rest = incident_from_rest(fixture("rest_alert.json")["data"], source="opsgenie",
+                              web_url="https://acme.app.opsgenie.com")
+    [change] = connector().parse_webhook(BODY, {})
+    for name in ("id", "number", "title", "status", "priority", "service", "assignees", "urgency", "url",
+                 "description", "escalation_level"):
+        assert getattr(rest, name) == getattr(change.incident, name), name
+    assert rest.updated_at == datetime(2026, 3, 2, 10, 0, 22, 512000, tzinfo=timezone.utc)
+
+
+def test_rest_closed_alert_is_resolved_at_created_plus_close_time() -> None:
+    closed = incident_from_rest(fixture("rest_alerts_page1.json")["data"][1], source="og")
+    assert (closed.status, closed.priority, closed.service) == ("resolved", "P3", "Search")
+    assert closed.resolved_at == datetime(2026, 3, 2, 11, 42, 31, 204000, tzinfo=timezone.utc)
+    assert incident_from_rest(fixture("rest_alerts_page2.json")["data"][0], source="og").status == "triggered"
+
+
+# -- REST calls -----------------------------------------------------------------------------------------
+def _query(call: responses.Call) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(call.request.url).query)
+
+
+def _page_matcher(offset: str) -> list:
+    return [responses.matchers.query_param_matcher({"offset": offset}, strict_match=False)]
+
+
+@responses.activate
+def test_poll_pages_by_updated_at_and_reads_notes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.opsgenie.connector.PAGE_LIMIT", 2)
+    responses.get(f"{API}/v2/alerts", json=fixture("rest_alerts_page1.json"), match=_page_matcher("0"))
+    responses.get(f"{API}/v2/alerts", json=fixture("rest_alerts_page2.json"), match=_page_matcher("2"))
+    responses.get(f"{API}/v2/alerts/{ALERT}/notes", json=fixture("rest_notes.json"))
+    for other in ("a3f9c2d1-6b7e-4e0a-9d3c-2f1e0b9a8c77", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"):
+        responses.get(f"{API}/v2/alerts/{other}/notes", json={"data": [], "paging": {}, "took": 0, "requestId": "x"})
+
+    result = connector().poll("2026-03-02T10:00:05Z", now=NOW)
+
+    listing = _query(responses.calls[0])
+    assert listing["query"] == ["updatedAt>=1772445600000"]  # cursor minus the 5 s overlap, epoch ms
+    assert (listing["sort"], listing["order"], listing["limit"]) == (["updatedAt"], ["asc"], ["2"])
+    assert [c.incident.status for c in result.changes] == ["acknowledged", "resolved", "triggered"]
+    first = result.changes[0]
+    assert first.event_id.startswith(f"poll:{ALERT}:2026-03-02T10:00:22.512Z:")
+    assert (first.via, first.event_type) == ("poll", "alert.polled")
+    assert [e.author for e in first.entries] == ["bob@example.com", "itsm-bridge"]
+    assert result.cursor == "2026-03-02T11:50:00Z"
+    again = connector().poll("2026-03-02T10:00:05Z", now=NOW)
+    assert [c.event_id for c in again.changes] == [c.event_id for c in result.changes]
+
+
+@responses.activate
+def test_poll_event_id_changes_when_a_tracked_attribute_changes() -> None:
+    alert = fixture("rest_alerts_page2.json")["data"][0]
+    empty = {"data": [], "paging": {}, "took": 0, "requestId": "x"}
+    responses.get(f"{API}/v2/alerts/{alert['id']}/notes", json=empty)
+    responses.get(f"{API}/v2/alerts", json={"data": [alert], "paging": {}})
+    first = connector().poll(None, now=NOW).changes[0].event_id
+    responses.replace(responses.GET, f"{API}/v2/alerts", json={"data": [{**alert, "priority": "P2"}], "paging": {}})
+    assert connector().poll(None, now=NOW).changes[0].event_id != first
+    assert _query(responses.calls[0])["query"] == ["updatedAt>=1772366400000"]  # now - catch_up_hours
+
+
+@responses.activate
+def test_writes_carry_the_genie_key_per_request_and_the_integration_user() -> None:
+    responses.get(f"{API}/v2/alerts/{ALERT}", json=fixture("rest_alert.json"))
+    note = responses.post(f"{API}/v2/alerts/{ALERT}/notes", status=202, json=fixture("accepted.json"))
+    og = connector()
+    assert og.get_incident(ALERT).priority == "P2"
+    og.add_note(ALERT, "Ticket INC0010023 opened [itsm-bridge:17]")
+    request = note.calls[0].request
+    assert request.headers["Authorization"] == f"GenieKey {KEY}" and _query(note.calls[0]) == {"identifierType": ["id"]}
+    assert json.loads(request.body) == {"user": "itsm-bridge", "source": "itsm-bridge",
+                                        "note": "Ticket INC0010023 opened [itsm-bridge:17]"}
+    assert "Authorization" not in og.session.headers
+
+
+@responses.activate
+def test_has_note_looks_for_the_tag() -> None:
+    responses.get(f"{API}/v2/alerts/{ALERT}/notes", json=fixture("rest_notes.json"))
+    assert connector().has_note(ALERT, "[itsm-bridge:17]")
+    assert not connector().has_note(ALERT, "[itsm-bridge:18]")
+    assert _query(responses.calls[0])["order"] == ["asc"]
+
+
+@pytest.mark.parametrize("wanted, action", [("resolved", "close"), ("triggered", "unacknowledge")])
+@responses.activate
+def test_transition_posts_the_action(wanted: str, action: str) -> None:
+    responses.get(f"{API}/v2/alerts/{ALERT}", json=fixture("rest_alert.json"))
+    post = responses.post(f"{API}/v2/alerts/{ALERT}/{action}", status=202, json=fixture("accepted.json"))
+    connector().transition(ALERT, wanted)
+    assert json.loads(post.calls[0].request.body) == {"user": "itsm-bridge", "source": "itsm-bridge"}
+
+
+@responses.activate
+def test_transition_to_the_state_it_is_already_in_succeeds_without_a_write() -> None:
+    responses.get(f"{API}/v2/alerts/{ALERT}", json=fixture("rest_alert.json"))
+    connector().transition(ALERT, "acknowledged")
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.parametrize("wanted", ["acknowledged", "triggered"])
+@responses.activate
+def test_a_closed_alert_cannot_be_reopened(wanted: str) -> None:
+    closed = fixture("rest_alerts_page1.json")["data"][1]
+    responses.get(f"{API}/v2/alerts/{closed['id']}", json={"data": closed})
+    with pytest.raises(PermanentError) as caught:
+        connector().transition(closed["id"], wanted)
+    assert "cannot reopen a closed alert" in str(caught.value)
+
+
+@responses.activate
+def test_update_sets_priority_and_refuses_what_opsgenie_has_not() -> None:
+    put = responses.put(f"{API}/v2/alerts/{ALERT}/priority", status=202, json=fixture("accepted.json"))
+    connector().update(ALERT, {"priority": "P1"})
+    assert json.loads(put.calls[0].request.body) == {"priority": "P1"}
+    for fields in ({"priority": "High"}, {"urgency": "high"}):
+        with pytest.raises(PermanentError):
+            connector().update(ALERT, fields)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_failures_are_typed_and_never_show_the_key() -> None:
+    responses.get(f"{API}/v2/alerts/nope", status=404, json=fixture("error_not_found.json"))
+    responses.get(f"{API}/v2/alerts/{ALERT}", status=401, json=fixture("error_unauthorized.json"))
+    responses.post(f"{API}/v2/alerts/{ALERT}/notes", status=503, json={"message": "busy", "took": 0, "requestId": "r"})
+    with pytest.raises(NotFoundError):
+        connector().get_incident("nope")
+    with pytest.raises(AuthError) as auth:
+        connector().get_incident(ALERT)
+    with pytest.raises(TransientError) as busy:
+        connector().add_note(ALERT, "x")
+    for error in (auth.value, busy.value):
+        assert KEY not in str(error) and error.connection == "opsgenie"
+    assert KEY not in repr(connector()) and SECRET not in repr(connector())
+
+
+@responses.activate
+def test_check_reports_a_refused_key_without_showing_it() -> None:
+    responses.get(f"{API}/v2/alerts", json={"data": [], "paging": {}, "took": 0, "requestId": "r"})
+    assert connector().check().ok
+    responses.replace(responses.GET, f"{API}/v2/alerts", status=401, json=fixture("error_unauthorized.json"))
+    result = connector().check()
+    assert not result.ok and "API key refused" in result.message and KEY not in result.message

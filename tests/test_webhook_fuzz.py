@@ -37,7 +37,7 @@ def mutate(body: bytes, data: st.DataObject) -> bytes:
     return json.dumps(event).encode()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_no_request_gets_a_5xx_and_valid_events_still_land(server, data) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     url, runtime = server
@@ -59,7 +59,10 @@ def test_no_request_gets_a_5xx_and_valid_events_still_land(server, data) -> None
         return  # the client itself refused to send such a header: nothing reached the server
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
-        assert response.json()["error"]
+        if response.headers.get("content-type", "").startswith("application/json"):
+            assert response.json()["error"]  # our answer: the reason, in words
+        else:  # refused by the HTTP layer itself (e.g. a control character in a header): still a reason
+            assert response.status_code == 400 and response.text.strip()
     # A valid event sent right after is stored, whatever came before it.
     before = runtime.store.count(InboxEvent)
     good = signed(original, webhook_id=f"good-{next(_DELIVERY)}")

@@ -45,6 +45,45 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class WebhookReply:
+    """What to answer a verified webhook with, when the tool expects more than a bare 2xx: Slack's
+    url_verification challenge, the immediate (ephemeral) answer to a slash command, a Teams reply."""
+
+    body: Mapping[str, Any]
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One desk field that changed, in words a responder reads (``State: In Progress -> Resolved``)."""
+
+    field: str
+    label: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A desk change told to an incident channel: which ticket, who changed it, what changed.
+
+    Chat connectors render it for their tool (Slack Block Kit, a Teams Adaptive Card); the text form is
+    the fallback shown in notifications and kept in the audit trail.
+    """
+
+    desk: str            # the desk's label, e.g. "ServiceNow"
+    number: str          # INC0012345 / OPS-42
+    url: str
+    changes: tuple[FieldChange, ...]
+    actor: str | None = None
+
+    def text(self) -> str:
+        parts = [f"{change.label}: {change.old or '(none)'} -> {change.new or '(none)'}" for change in self.changes]
+        who = f" by {self.actor}" if self.actor else ""
+        return f"{self.desk} {self.number} changed{who}: " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class PollResult:
     """What a poll found, and the cursor to resume from next time (opaque to the engine)."""
 
@@ -64,6 +103,8 @@ class Connector(ABC):
     roles: ClassVar[frozenset[str]]  # {"source"}, {"target"} or both
     #: False where the API has no way to write a note (incident.io): no backlink note is queued there.
     can_add_notes: ClassVar[bool] = True
+    #: True for chat tools (`ChatConnector`): desk changes reach them as announcements.
+    is_chat: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: Mapping[str, Any], *, session: requests.Session) -> None:
         self.name = name
@@ -96,6 +137,10 @@ class Connector(ABC):
         """The changes one verified webhook describes; `WebhookError(status=400)` if malformed."""
         raise NotImplementedError(f"{self.slug} does not receive webhooks")
 
+    def webhook_reply(self, body: bytes, headers: Mapping[str, str]) -> WebhookReply | None:
+        """The answer a verified request needs beyond "stored" (None: the usual 202/200)."""
+        return None
+
     def transition(self, record_id: str, status: str) -> None:
         """Move a source incident to canonical `status` (``acknowledged``, ``resolved``, ``triggered``)."""
         raise NotImplementedError(f"{self.slug} cannot change status")
@@ -116,3 +161,33 @@ class Connector(ABC):
     def get(self, record_id: str) -> Ticket:
         """The ticket as it is now (used by convergence checks and the demo)."""
         raise NotImplementedError(f"{self.slug} is not a target")
+
+    def find_number(self, number: str) -> RecordRef | None:
+        """The ticket a person knows by its number (INC0012345, OPS-42): ``/itsm link`` from chat."""
+        raise NotImplementedError(f"{self.slug} is not a target")
+
+
+class ChatConnector(Connector):
+    """A chat tool (Slack, Teams): one incident channel is one source record.
+
+    What it turns into `Change`s: ``/itsm open <title>`` (an `Incident` whose id is the channel id;
+    ``raw["command"] == "open"``), ``/itsm link <number>`` (the same, with ``raw["link_ticket"]`` set:
+    the engine links the existing ticket instead of creating one), and channel messages chosen by the
+    connection's ``capture`` setting (a `Change` with no incident and one ``note`` `TimelineEntry` whose
+    id is stable across webhook and poll, so a message is never noted twice). Messages the bridge posted
+    itself carry the marker and are never turned into changes.
+
+    The way back: `add_note` posts a message into the channel (desk replies, the ticket link), and
+    `announce` posts a desk change formatted for the tool. Chat has no incident status to move, so the
+    engine never asks a chat connector to `transition`; desk state changes arrive as announcements.
+    """
+
+    roles = frozenset({"source"})
+    is_chat: ClassVar[bool] = True
+
+    @abstractmethod
+    def announce(self, record_id: str, announcement: Announcement) -> None:
+        """Post `announcement` into channel `record_id` (a Block Kit message, an Adaptive Card)."""
+
+    def transition(self, record_id: str, status: str) -> None:
+        """Chat has no status; a desk state change reaches the channel through `announce`."""

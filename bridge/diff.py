@@ -269,5 +269,28 @@ def _flows_back(setting: str, kind: str) -> bool:
 def observed_fields(mapping: CompiledMapping, ticket: Ticket) -> dict[str, str]:
     """The desk's current values of the fields this route maps (journal fields excluded)."""
     notes_field = mapping.spec.notes.field
-    return {name: ticket.fields[name] for name in mapping.field_names
+    names = [*mapping.field_names, *mapping.back.announce]
+    return {name: ticket.fields[name] for name in names
             if name in ticket.fields and name != notes_field and name not in ("work_notes", "comments")}
+
+
+def plan_announcement(mapping: CompiledMapping, *, ticket: Ticket, target_seen: Mapping[str, str],
+                      target_written: Mapping[str, str]) -> PlannedOp | None:
+    """A chat channel's view of a desk change: the ``[back] announce`` fields that changed, in words.
+
+    A value the bridge itself wrote (it is in `target_written`) is not news to the channel; a field never
+    seen before has no "before" to announce.
+    """
+    back = mapping.back
+    changes = []
+    for name in back.announce:
+        new, old = ticket.fields.get(name), target_seen.get(name)
+        if new is None or old is None or new == old or target_written.get(name) == new:
+            continue
+        labels = back.labels.get(name, {})
+        changes.append({"field": name, "label": name.replace("_", " ").capitalize(),
+                        "old": labels.get(old, old), "new": labels.get(new, new)})
+    if not changes:
+        return None
+    return PlannedOp("source", "announce", {"number": ticket.number, "url": ticket.url, "changes": changes,
+                                            "actor": ticket.updated_by})

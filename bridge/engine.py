@@ -22,12 +22,13 @@ from bridge.diff import (
     Plan,
     PlannedOp,
     observed_fields,
+    plan_announcement,
     plan_create,
     plan_desk_change,
     plan_source_update,
 )
 from bridge.errors import MappingError
-from bridge.model import Change, Incident, TimelineEntry, parse_time
+from bridge.model import Change, Incident, Ticket, TimelineEntry, parse_time
 from bridge.routing import Route
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
@@ -109,7 +110,8 @@ def _apply_source_route(runtime: Runtime, session: Session, route: Route, change
             return {**result, "decision": "ignored", "reason": "timeline entry for an incident not linked"}
         if not route.matches(incident):
             return {**result, "decision": "filtered", "reason": "incident does not match the route's match filter"}
-        plan = plan_create(route.mapping, incident, change.entries)
+        plan = _plan_link(incident, change) if incident.raw.get("link_ticket") else \
+            plan_create(route.mapping, incident, change.entries)
         link = Link(route=route.name, source_connection=change.connection, source_id=incident.id,
                     target_connection=route.target, correlation_id=correlation_id(change.connection, incident.id),
                     source_seen_at=_aware(row.observed_at if change.via == "poll" else change.occurred_at))
@@ -204,6 +206,8 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
                                 integration_user=runtime.integration_user(change.connection), stale=stale,
                                 source=Incident.from_dict(source_state) if source_state else None, times=times,
                                 written_at=_aware(written) if written else None)
+        if runtime.connectors[route.source].is_chat:
+            _announce_instead(plan, route, ticket, target_seen, link.load("target_written"), stale=stale)
         link.save("field_times", times.data)
         if not stale:  # a snapshot read before our own last write says nothing about the desk's state now
             link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})
@@ -215,6 +219,24 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         results.append({"route": route.name, "decision": plan.decision, "link": link.id,
                         "ops": [op.op for op in plan.ops], "echoes": plan.echoes})
     return results
+
+
+def _plan_link(incident: Incident, change: Change) -> Plan:
+    """``/itsm link INC0012345`` from a chat channel: link the existing ticket instead of creating one."""
+    return Plan("link", [PlannedOp("target", "link", {"number": str(incident.raw["link_ticket"])})],
+                seen_entries=[entry.id for entry in change.entries])
+
+
+def _announce_instead(plan: Plan, route: Route, ticket: Ticket, target_seen: dict[str, str],
+                      target_written: dict[str, str], *, stale: bool) -> None:
+    """A chat channel has no status to move: desk changes are told to it as one announcement."""
+    plan.ops = [op for op in plan.ops if op.op == "note" or op.side == "target"]
+    announcement = None if stale else plan_announcement(route.mapping, ticket=ticket, target_seen=target_seen,
+                                                        target_written=target_written)
+    if announcement is not None:
+        plan.ops.append(announcement)
+        if plan.decision in ("no-change", "echo"):
+            plan.decision = "back"
 
 
 def _raise_from_desk(runtime: Runtime, session: Session, route: Route, change: Change,

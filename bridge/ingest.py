@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bridge import audit
@@ -19,6 +19,7 @@ from bridge.errors import WebhookError
 from bridge.model import Change
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, InboxEvent, dumps
+from connectors.base import WebhookReply
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 class IngestResult:
     accepted: int
     duplicates: int
+    #: The tool's expected answer (Slack's url_verification challenge, a slash command's reply), if any.
+    reply: WebhookReply | None = None
 
 
 def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[str, str] | None = None,
@@ -77,7 +80,9 @@ def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapp
         runtime.metrics.webhooks_rejected.labels(connection, str(exc.status)).inc()
         keep_rejected(runtime, connection, body, str(exc))
         raise
-    return store_changes(runtime, changes)
+    stored = store_changes(runtime, changes)
+    reply = connector.webhook_reply(body, headers)  # only after the changes are durable
+    return replace(stored, reply=reply) if reply is not None else stored
 
 
 def keep_rejected(runtime: Runtime, connection: str, body: bytes, reason: str) -> None:

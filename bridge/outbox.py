@@ -20,7 +20,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bridge import audit
-from bridge.diff import whole_second
+from bridge.diff import observed_fields, whole_second
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
 from bridge.ingest import store_changes
 from bridge.model import Change, Incident, format_time, parse_time
@@ -29,7 +29,7 @@ from bridge.queue import queue_op
 from bridge.store import DeadLetter, Link, OutboxOp
 from compliance.feed import from_ticket_created
 from compliance.store import evidence_ref, get_timeline, save_timeline
-from connectors.base import Connector, marker
+from connectors.base import Announcement, Connector, FieldChange, marker
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
         ref = connector.create(fields, correlation_id=link.correlation_id)
         _remote_link(runtime, connector, ref.id, link)
         return {"record": ref, "fields": payload["fields"], "found_existing": False}
+    if op.op == "link":
+        return _link_existing(runtime, connector, op, link, payload["number"])
     if op.op == "update" and op.side == "target":
         fields = _with_note(runtime, op, payload, tag)
         conflicts = _desk_newer(runtime, connector, op, link, payload, fields)
@@ -153,12 +155,34 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
     if op.op == "update" and op.side == "source":
         connector.update(link.source_id, payload["fields"])
         return {"source_fields": payload["fields"]}
+    if op.op == "announce":
+        changes = tuple(FieldChange(**change) for change in payload["changes"])
+        connector.announce(link.source_id, Announcement(desk=runtime.label(link.target_connection),  # type: ignore[attr-defined]
+                                                        number=payload["number"], url=payload["url"],
+                                                        changes=changes, actor=payload.get("actor")))
+        return {}
     if op.op == "note":
         record = link.source_id if op.side == "source" else link.target_id
         if not (retrying and connector.has_note(record, tag)):  # type: ignore[arg-type]
             connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
         return {}
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
+
+
+def _link_existing(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, number: str) -> dict[str, Any]:
+    """Link a ticket a person named (``/itsm link INC0012345``): stamp it so polls and finds recognise it,
+    and read it once so the fields it has now are the baseline later desk changes are told against."""
+    ref = connector.find_number(number)
+    if ref is None:
+        raise PermanentError(f"{runtime.label(op.connection)} has no ticket {number!r} to link "
+                             f"(asked from {link.source_connection} {link.source_id})", connection=op.connection)
+    stamp = getattr(connector, "stamp", None)
+    if stamp is not None:
+        stamp(ref.id, link.correlation_id)
+    route = runtime.route(op.route)
+    seen = observed_fields(route.mapping, connector.get(ref.id)) if route is not None else {}
+    _remote_link(runtime, connector, ref.id, link)
+    return {"record": ref, "seen": seen, "found_existing": True, "linked": number}
 
 
 def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link,
@@ -238,6 +262,8 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         record = result.get("record")
         if record is not None:
             link.target_id, link.target_number, link.target_url = record.id, record.number, record.url
+        if result.get("seen"):
+            link.save("target_seen", {**link.load("target_seen"), **result["seen"]})
         if "fields" in result and op.side == "target":
             link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
             link.save("target_written", {**link.load("target_written"), **result["fields"]})
@@ -251,7 +277,7 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             pending = {k: v for k, v in link.load("pending_echo").items() if k != "at"}
             link.save("pending_echo", {**pending, **written, "at": format_time(runtime.clock())})
         session.add(link)
-        if op.op == "create":
+        if op.op in ("create", "link"):
             _queue_backlink(runtime, session, op, link)
         if result.get("raised"):
             # The desk-raised incident exists: the link now points at it like any other pair.
@@ -285,7 +311,8 @@ def _queue_backlink(runtime: Runtime, session: Session, op: OutboxOp, link: Link
     if route is None or not runtime.connectors[route.source].can_add_notes:
         return  # the ticket still links back to the incident through its description and link fields
     label = runtime.label(op.connection)
-    text = f"{label} ticket {link.target_number} opened for this incident: {link.target_url}"
+    verb = "linked to" if op.op == "link" else "opened for"
+    text = f"{label} ticket {link.target_number} {verb} this incident: {link.target_url}"
     queue_op(runtime, session, key=f"backlink:{op.idempotency_key}", route=op.route, link=link,
              connection=route.source, side="source", op="note", payload={"text": text})
 

@@ -40,6 +40,8 @@ def create_app(runtime: Runtime, *, on_ingest: Callable[[], None] = lambda: None
             return _refuse(runtime, connection, exc)
         if result.accepted:
             on_ingest()
+        if result.reply is not None:
+            return JSONResponse(dict(result.reply.body), status_code=result.reply.status)
         status = 202 if result.accepted else 200
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status_code=status)
 

@@ -160,6 +160,10 @@ class BackRules(_Strict):
     reopen_states: list[Text] = Field(default_factory=list)
     reopen: bool = False
     notes: NotesFlow = "none"
+    announce: list[str] = Field(default_factory=list,
+                                description="chat sources: desk fields whose changes are posted into the channel")
+    labels: dict[str, dict[str, str]] = Field(default_factory=dict,
+                                              description="desk field -> {desk value: words shown in chat}")
     note_template: str = ("{{ ticket.number }}{% if entry.author %} {{ entry.author }}{% endif %}"
                           " ({{ entry.kind }}): {{ entry.text }}")
 

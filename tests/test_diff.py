@@ -160,3 +160,35 @@ def test_desk_reassignment_becomes_a_note_or_an_escalation() -> None:
         assert [op.op for op in plan.ops] == ([expected] if expected else [])
         if expected == "note":
             assert "reassigned on the desk to Database Team" in plan.ops[0].payload["text"]
+
+
+def chat_mapping():  # type: ignore[no-untyped-def]
+    spec = MappingSpec.model_validate({
+        "source": "slack", "target": "servicenow",
+        "fields": {"short_description": {"template": "{{ incident.title }}"}},
+        "back": {"notes": "comments", "announce": ["state", "assigned_to"],
+                 "labels": {"state": {"2": "In Progress", "6": "Resolved"}}}})
+    return compile_mapping("chat", spec)
+
+
+def test_announcement_tells_the_channel_each_desk_field_that_changed_in_words() -> None:
+    from bridge.diff import plan_announcement
+
+    op = plan_announcement(chat_mapping(), ticket=ticket(state="6", assigned_to="Bob"),
+                           target_seen={"state": "2", "assigned_to": "Alice"}, target_written={})
+    assert op is not None and op.op == "announce" and op.side == "source"
+    assert op.payload["number"] == "INC0010001" and op.payload["actor"] == "jane.doe"
+    assert [(c["label"], c["old"], c["new"]) for c in op.payload["changes"]] == [
+        ("State", "In Progress", "Resolved"), ("Assigned to", "Alice", "Bob")]
+
+
+def test_announcement_is_silent_about_the_bridges_own_writes_and_unknown_baselines() -> None:
+    from bridge.diff import plan_announcement
+
+    mapping = chat_mapping()
+    # state written by the bridge itself; assigned_to never seen before: nothing to tell
+    assert plan_announcement(mapping, ticket=ticket(state="6", assigned_to="Bob"), target_seen={"state": "2"},
+                             target_written={"state": "6"}) is None
+    # the announce fields are part of what the bridge remembers of the desk, so the next change has a "before"
+    assert observed_fields(mapping, ticket(state="2", assigned_to="Bob", other="x")) == {
+        "state": "2", "assigned_to": "Bob"}

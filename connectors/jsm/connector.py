@@ -327,6 +327,26 @@ class JsmConnector(Connector):
                 "object": {"url": url, "title": title, "icon": {"title": "itsm-bridge"}}}
         self._rest("POST", f"issue/{key}/remotelink", body=body, what=f"link {key} to {url}", sent=body["object"])
 
+    def stamp(self, record_id: str, correlation_id: str) -> None:
+        """Mark an existing issue as linked (property + labels), as `create` marks its own: `find` then works."""
+        key = self._checked_key(record_id)
+        self._rest("PUT", f"issue/{key}/properties/{PROPERTY_KEY}", body={"correlation_id": correlation_id},
+                   what=f"link issue {key}")
+        labels = [{"add": BRIDGE_LABEL}, {"add": correlation_label(correlation_id)}]
+        self._rest("PUT", f"issue/{key}", body={"update": {"labels": labels}}, what=f"label issue {key}")
+
+    def find_number(self, number: str) -> RecordRef | None:
+        """The issue a person names by key (``OPS-42``); None when it does not exist or is in another project."""
+        try:
+            key = self._checked_key(number)
+            issue = self._rest("GET", f"issue/{key}", params={"fields": "project"}, what=f"find issue {key}")
+        except NotFoundError:
+            return None
+        project = ((issue or {}).get("fields") or {}).get("project") or {}
+        if project.get("key") and project["key"] != self.project:
+            return None
+        return self._ref(str(issue.get("key") or key))
+
     def get(self, record_id: str) -> Ticket:
         key = self._checked_key(record_id)
         issue = self._rest("GET", f"issue/{key}", params={"expand": "changelog"}, what=f"read issue {key}")

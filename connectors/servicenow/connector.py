@@ -150,6 +150,17 @@ class ServiceNowConnector(Connector):
         return RecordRef(id=sys_id, number=raw_value(rows[0].get("number")),
                          url=record_url(self.instance_url, self.table, sys_id))
 
+    def find_number(self, number: str) -> RecordRef | None:
+        """The ticket numbered `number` (``INC0012345``), as a person names it when linking from chat."""
+        term = self._checked_term("ticket number", number.strip().upper())
+        rows = self._list(self.table, f"number={term}", what=f"find ticket {term}", fields=("sys_id", "number"),
+                          limit=1)
+        if not rows:
+            return None
+        sys_id = raw_value(rows[0].get("sys_id"))
+        return RecordRef(id=sys_id, number=raw_value(rows[0].get("number")),
+                         url=record_url(self.instance_url, self.table, sys_id))
+
     def count_correlated(self, correlation_id: str) -> int:
         """How many tickets carry `correlation_id` (more than one means a duplicate to report)."""
         cid = self._checked_term("correlation id", correlation_id)

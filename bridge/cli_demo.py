@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from bridge.cli_common import console, err_console, kv_table, print_json
+from bridge.demo_sources import SOURCES, source_names
 
 SUMMARY_ROWS = ("incidents", "tickets", "updates", "notes", "resolved_from_desk", "desk_comments", "retries",
                 "faults_injected", "dead_letters", "duplicates", "audit_entries", "audit_verified", "converged",
@@ -19,15 +20,21 @@ SUMMARY_ROWS = ("incidents", "tickets", "updates", "notes", "resolved_from_desk"
 
 
 @click.command()
+@click.option("--source", "source", default="pagerduty", show_default=True, type=click.Choice(source_names()),
+              help="The responders' tool to play the scenario in.")
 @click.option("--incidents", default=24, show_default=True, type=click.IntRange(1, 500),
-              help="How many PagerDuty incidents to play.")
+              help="How many incidents the responders open.")
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the store and config (default: a new temporary folder).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the scenario and of the injected faults.")
 @click.option("--timeout", default=45.0, show_default=True, help="Seconds to wait for both sides to agree.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_json: bool) -> None:
-    """Run PagerDuty -> ServiceNow and Jira Service Management end to end on local simulators.
+def demo(source: str, incidents: int, workdir: Path | None, seed: int, timeout: float, as_json: bool) -> None:
+    """Run a responder tool -> ServiceNow and Jira Service Management end to end on local simulators.
+
+    \b
+    The tool is PagerDuty unless --source names another:
+      itsm-bridge demo --source opsgenie
 
     Starts the three simulators (with injected 5xx and 429 faults), a fresh SQLite store and the daemon,
     plays responders (trigger, acknowledge, notes, priority, reassign, resolve) and agents on both desks
@@ -39,12 +46,14 @@ def demo(incidents: int, workdir: Path | None, seed: int, timeout: float, as_jso
     from bridge.demo import run_demo
 
     progress = (lambda _msg: None) if as_json else (lambda msg: err_console.print(f"[dim]{msg}[/]"))
-    result = run_demo(incidents=incidents, workdir=workdir, seed=seed, timeout=timeout, progress=progress)
+    result = run_demo(incidents=incidents, workdir=workdir, seed=seed, timeout=timeout, source=source,
+                      progress=progress)
     summary = result.summary
     if as_json:
         print_json(summary)
     else:
-        console.print(kv_table("demo: PagerDuty <-> ServiceNow + JSM", {k: summary[k] for k in SUMMARY_ROWS}))
+        console.print(kv_table(f"demo: {SOURCES[source].label} <-> ServiceNow + JSM",
+                               {k: summary[k] for k in SUMMARY_ROWS}))
         desks = Table(title="per desk", title_justify="left")
         for column in ("desk", "tickets", "duplicates", "resolved from desk", "notes written"):
             desks.add_column(column)

@@ -1,6 +1,7 @@
 """`itsm-bridge demo`: the whole product on loopback, in well under a minute.
 
-Starts the PagerDuty, ServiceNow and Jira Service Management simulators (with injected faults), a fresh
+Starts the simulators of the responders' tool (PagerDuty unless `source` names another, see
+bridge/demo_sources.py), ServiceNow and Jira Service Management (with injected faults), a fresh
 SQLite store and the daemon; plays responders and agents on both desks through a realistic scenario
 (bridge/demo_scenario.py); waits until all three agree; checks them record by record, verifies the audit
 chain, runs the compliance check and writes a signed evidence bundle. What it prints is measured.
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bridge import audit
 from bridge.config import load_config
 from bridge.daemon import Daemon
+from bridge.demo_sources import SOURCES, DemoSource
 from bridge.demo_scenario import (
     Scenario,
     World,
@@ -40,7 +42,6 @@ from compliance.service import check_store
 from compliance.settings import load_signing_key
 from connectors.base import MARKER_PREFIX
 from connectors.jsm.simulator import JsmSimulator
-from connectors.pagerduty.simulator import PagerDutySimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 from connectors.simulator import Faults, free_port
 
@@ -58,14 +59,9 @@ backoff_seconds = 0.2
 max_backoff_seconds = 2.0
 http_max_wait_seconds = 1.0
 
-[connections.pagerduty]
-type = "pagerduty"
-api_url = "{pd_url}"
-token = "file:secrets/pagerduty-token"
-webhook_secret = "file:secrets/pagerduty-webhook-secret"
-from_email = "bridge@example.com"
-poll_interval = 30
-
+[connections.{slug}]
+type = "{slug}"
+{source_block}
 [connections.servicenow]
 type = "servicenow"
 instance_url = "{sn_url}"
@@ -83,16 +79,16 @@ poll_interval = 1
 poll_overlap_seconds = 5
 
 [[routes]]
-name = "pagerduty-to-servicenow"
-source = "pagerduty"
+name = "{slug}-to-servicenow"
+source = "{slug}"
 target = "servicenow"
-preset = "pagerduty-servicenow"
+preset = "{slug}-servicenow"
 
 [[routes]]
-name = "pagerduty-to-jsm"
-source = "pagerduty"
+name = "{slug}-to-jsm"
+source = "{slug}"
 target = "jsm"
-preset = "pagerduty-jsm"
+preset = "{slug}-jsm"
 
 [compliance]
 packs = ["itil", "dora", "audit"]
@@ -128,28 +124,31 @@ class DemoResult:
 
 
 def run_demo(*, incidents: int = 24, workdir: Path | None = None, seed: int = 7, timeout: float = 45.0,
-             progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
+             source: str = "pagerduty", progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
     started = time.monotonic()
+    tool = SOURCES[source]
     workdir = workdir or Path(tempfile.mkdtemp(prefix="itsm-bridge-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    creds = _write_secrets(workdir)
+    creds = _write_secrets(workdir, tool)
     world = World(
-        pd=PagerDutySimulator(token=creds["pagerduty-token"], webhook_secret=creds["pagerduty-webhook-secret"],
-                              faults=Faults(server_error_rate=0.05, rate_limit_rate=0.01, seed=seed)).start(),
+        source=tool,
+        src=tool.start(creds["source-token"], creds["source-webhook-secret"],
+                       Faults(server_error_rate=0.05, rate_limit_rate=0.01, seed=seed)),
         sn=ServiceNowSimulator(users={creds["servicenow-user"]: creds["servicenow-password"]},
                                faults=Faults(server_error_rate=0.08, rate_limit_rate=0.02, seed=seed + 1)).start(),
         jsm=JsmSimulator(users={creds["jsm-email"]: creds["jsm-api-token"]},
                          faults=Faults(server_error_rate=0.03, rate_limit_rate=0.01, seed=seed + 2)).start())
     config_path = workdir / "config.toml"
     config_path.write_text(CONFIG_TEMPLATE.format(db=(workdir / "itsm-bridge.db").as_posix(), port=free_port(),
-                                                  pd_url=world.pd.url, sn_url=world.sn.url, jsm_url=world.jsm.url),
+                                                  slug=tool.slug, source_block=tool.connection.format(url=world.src.url),
+                                                  sn_url=world.sn.url, jsm_url=world.jsm.url),
                            encoding="utf-8")
     config = load_config(config_path)
     runtime = Runtime.build(config)
     runtime.store.create_schema()
     daemon = Daemon(runtime, host="127.0.0.1", port=config.server.port).start()
-    world.pd.set_webhook_url(f"{daemon.url}/webhooks/pagerduty")
-    progress(f"simulators: PagerDuty {world.pd.url}, ServiceNow {world.sn.url}, JSM {world.jsm.url}; "
+    world.src.set_webhook_url(f"{daemon.url}/webhooks/{tool.slug}")
+    progress(f"simulators: {tool.label} {world.src.url}, ServiceNow {world.sn.url}, JSM {world.jsm.url}; "
              f"daemon {daemon.url}; store {workdir}")
     scenario = Scenario()
     try:
@@ -163,9 +162,8 @@ def run_demo(*, incidents: int = 24, workdir: Path | None = None, seed: int = 7,
                          timeout=max(5.0, timeout - (time.monotonic() - started)), daemon=daemon)
     finally:
         daemon.stop()
-        world.pd.stop()
-        world.sn.stop()
-        world.jsm.stop()
+        for simulator in world.simulators():
+            simulator.stop()
     summary = _summary(runtime, world, scenario, creds, problems, workdir, config_path)
     progress("checking compliance and writing the evidence bundle")
     summary.update(_compliance(runtime, config, workdir))
@@ -190,10 +188,10 @@ def _compliance(runtime: Runtime, config: Any, workdir: Path) -> dict[str, Any]:
             "bundle_verified": verify_bundle(out).ok}
 
 
-def _write_secrets(workdir: Path) -> dict[str, str]:
+def _write_secrets(workdir: Path, tool: DemoSource) -> dict[str, str]:
     folder = workdir / "secrets"
     folder.mkdir(exist_ok=True)
-    values = {"pagerduty-token": secrets.token_urlsafe(20), "pagerduty-webhook-secret": secrets.token_urlsafe(24),
+    values = {"source-token": secrets.token_urlsafe(20), "source-webhook-secret": tool.make_secret(),
               "servicenow-user": "itsm.bridge", "servicenow-password": secrets.token_urlsafe(16),
               "jsm-email": "bridge@example.com", "jsm-api-token": secrets.token_urlsafe(16)}
     for name, value in values.items():
@@ -227,11 +225,12 @@ def _summary(runtime: Runtime, world: World, scenario: Scenario, creds: dict[str
                      if row["sys_created_by"] == creds["servicenow-user"])
     jsm_notes = sum(1 for issue in world.jsm.issues() for comment in world.jsm.comments(issue["key"])
                     if MARKER_PREFIX in comment["body"])
-    source_notes = sum(1 for incident in scenario.incidents for note in world.pd.notes(incident)
-                       if MARKER_PREFIX in note["content"])
+    source_notes = sum(1 for incident in scenario.incidents for note in world.source.notes(world.src, incident)
+                       if MARKER_PREFIX in note)
     desks["servicenow"]["notes_written"], desks["jsm"]["notes_written"] = work_notes, jsm_notes
     verification = audit.verify_store(runtime.store)
     return {
+        "source": world.source.slug,
         "incidents": len(scenario.incidents),
         "tickets": sum(desk["tickets"] for desk in desks.values()),
         "updates": int(delivered.get("update", 0)),
@@ -240,7 +239,7 @@ def _summary(runtime: Runtime, world: World, scenario: Scenario, creds: dict[str
         "resolved_from_desk": len(scenario.resolved_on),
         "desk_comments": sum(len(texts) for texts in scenario.desk_comments.values()),
         "retries": int(metrics.total(metrics.http_retries)) + int(metrics.total(metrics.ops_failed)),
-        "faults_injected": sum(sum(sim.faults.injected.values()) for sim in (world.pd, world.sn, world.jsm)),
+        "faults_injected": sum(sum(sim.faults.injected.values()) for sim in world.simulators()),
         "dead_letters": queue_depths(runtime.store)["dead_letters"],
         "duplicates": sum(desk["duplicates"] for desk in desks.values()),
         "desks": desks,

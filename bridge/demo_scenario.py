@@ -1,16 +1,18 @@
-"""The demo's people and its judge: responders in PagerDuty, agents on two desks, and the check that
-both desks and PagerDuty agree, incident by incident (what the demo's summary is measured from)."""
+"""The demo's people and its judge: responders in their tool (PagerDuty by default, any `DemoSource`),
+agents on two desks, and the check that both desks and the tool agree, incident by incident (what the
+demo's summary is measured from)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
+from bridge.demo_sources import DemoSource
 from bridge.runtime import Runtime
 from bridge.status import queue_depths
 from connectors.base import MARKER_PREFIX
 from connectors.jsm.simulator import JsmSimulator
-from connectors.pagerduty.simulator import PagerDutySimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 
 SERVICES = ("Payments API", "Checkout Web", "Search", "Identity", "Data Platform")
@@ -34,35 +36,41 @@ class Scenario:
 
 @dataclass
 class World:
-    pd: PagerDutySimulator
+    """The three systems: the responders' tool (`source` drives its simulator `src`) and both desks.
+    The tool's connection is named after its slug, so its tickets carry ``<slug>:<incident id>``."""
+
+    source: DemoSource
+    src: Any
     sn: ServiceNowSimulator
     jsm: JsmSimulator
 
     def sn_tickets(self, incident: str) -> list[dict]:
-        return self.sn.find_by_correlation(f"pagerduty:{incident}")
+        return self.sn.find_by_correlation(f"{self.source.slug}:{incident}")
 
     def jsm_issues(self, incident: str) -> list[dict]:
-        return self.jsm.find_by_correlation(f"pagerduty:{incident}")
+        return self.jsm.find_by_correlation(f"{self.source.slug}:{incident}")
+
+    def simulators(self) -> tuple[Any, ...]:
+        return (self.src, self.sn, self.jsm)
 
 
 def play_responders(world: World, scenario: Scenario, rng: random.Random, count: int) -> None:
-    pd = world.pd
+    source, src = world.source, world.src
     for number in range(count):
         service = SERVICES[number % len(SERVICES)]
         who = rng.choice(RESPONDERS)
-        incident = pd.trigger(service, rng.choice(TITLES).format(s=service),
-                              urgency="high" if rng.random() < 0.6 else "low", user=who)
+        incident = source.open(src, service, rng.choice(TITLES).format(s=service), who, rng.random() < 0.6)
         scenario.incidents.append(incident)
         if rng.random() < 0.8:
-            pd.acknowledge(incident, user=who)
+            src.acknowledge(incident, user=who)
         if rng.random() < 0.7:
             text = f"Investigating {service}: {rng.choice(('rolled back deploy', 'scaled out', 'failing over'))}"
-            pd.add_note(incident, text, user=who)
+            src.add_note(incident, text, user=who)
             scenario.responder_notes.setdefault(incident, []).append(text)
         if rng.random() < 0.5:
-            pd.set_priority(incident, rng.choice(("P1", "P2", "P3")), user=who)
-        if rng.random() < 0.3:
-            pd.reassign(incident, to_user=rng.choice([r for r in RESPONDERS if r != who]), user=who)
+            src.set_priority(incident, rng.choice(source.priorities), user=who)
+        if rng.random() < 0.3 and source.reassign is not None:
+            source.reassign(src, incident, rng.choice([r for r in RESPONDERS if r != who]), who)
 
 
 def play_desks_and_resolutions(world: World, scenario: Scenario, rng: random.Random) -> None:
@@ -88,7 +96,7 @@ def play_desks_and_resolutions(world: World, scenario: Scenario, rng: random.Ran
             world.jsm.desk_transition(issue["key"], "Resolve", user=JSM_AGENT)
             scenario.resolved_on[incident] = "jsm"
         elif roll < 0.8:
-            world.pd.resolve(incident, user=rng.choice(RESPONDERS))
+            world.src.resolve(incident, user=rng.choice(RESPONDERS))
 
 
 def missing_tickets(world: World, scenario: Scenario) -> list[str]:
@@ -113,27 +121,30 @@ def _incident_problems(world: World, scenario: Scenario, incident: str) -> list[
     if len(tickets) != 1 or len(issues) != 1:
         return [f"{incident}: {len(tickets)} ServiceNow tickets and {len(issues)} JSM issues"]
     ticket, issue = tickets[0], issues[0]
-    status = world.pd.incident(incident)["status"]
+    label = world.source.label
+    status = world.source.status(world.src.incident(incident))
     problems = []
     if incident in scenario.resolved_on and status != "resolved":
-        problems.append(f"{incident}: resolved on {scenario.resolved_on[incident]} but {status} in PagerDuty")
+        problems.append(f"{incident}: resolved on {scenario.resolved_on[incident]} but {status} in {label}")
     if ticket["state"] not in SN_STATE[status]:
-        problems.append(f"{incident}: PagerDuty {status} but {ticket['number']} state {ticket['state']}")
+        problems.append(f"{incident}: {label} {status} but {ticket['number']} state {ticket['state']}")
     jsm_status = issue["fields"]["status"]["name"]
     if jsm_status not in JSM_STATUS[status]:
-        problems.append(f"{incident}: PagerDuty {status} but {issue['key']} is {jsm_status}")
+        problems.append(f"{incident}: {label} {status} but {issue['key']} is {jsm_status}")
     journal = " ".join(row["value"] for row in world.sn.journal(ticket["sys_id"]))
     comments = " ".join(comment["body"] for comment in world.jsm.comments(issue["key"]))
     for text in scenario.responder_notes.get(incident, []):
         if text not in journal or text not in comments:
             problems.append(f"{incident}: a responder note is missing on a desk")
-    notes = [note["content"] for note in world.pd.notes(incident)]
+    if world.source.note_text is None:
+        return problems  # the tool takes no notes (incident.io): the desks link back through their fields
+    notes = world.source.notes(world.src, incident)
     for text in scenario.desk_comments.get(incident, []):
         if not any(text in note for note in notes):
-            problems.append(f"{incident}: desk comment {text!r} missing in PagerDuty")
+            problems.append(f"{incident}: desk comment {text!r} missing in {label}")
     for number in (ticket["number"], issue["key"]):
         if not any(number in note and MARKER_PREFIX in note for note in notes):
-            problems.append(f"{incident}: no note in PagerDuty linking {number}")
+            problems.append(f"{incident}: no note in {label} linking {number}")
     return problems
 
 

@@ -21,7 +21,7 @@ APP_BASE = "https://app.incident.io/acme"
 DEFAULT_USERS = {"alice": ("Alice Adams", "alice@example.com"), "bob": ("Bob Brown", "bob@example.com"),
                  "carol": ("Carol Chen", "carol@example.com"), "dave": ("Dave Diaz", "dave@example.com")}
 DEFAULT_SEVERITIES = ("Minor", "Major", "Critical")  # rank 1..3: higher is more severe
-DEFAULT_SERVICES = ("Payments API", "Checkout Web", "Search", "Identity")
+DEFAULT_SERVICES = ("Payments API", "Checkout Web", "Search", "Identity", "Data Platform")
 #: (name, category) in rank order; only live and learning statuses are configurable in incident.io.
 DEFAULT_STATUSES = (("Triage", "triage"), ("Investigating", "live"), ("Fixing", "live"),
                     ("Monitoring", "live"), ("Documenting", "learning"), ("Closed", "closed"),

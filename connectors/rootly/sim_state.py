@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 APP_BASE = "https://rootly.com/account/incidents"
-DEFAULT_SERVICES = ("Payments API", "Checkout Web", "Search", "Identity")
-DEFAULT_USERS = {"alice": "Alice Adams", "bob": "Bob Brown", "carol": "Carol Chen", "bridge": "ITSM Bridge"}
+DEFAULT_SERVICES = ("Payments API", "Checkout Web", "Search", "Identity", "Data Platform")
+DEFAULT_USERS = {"alice": "Alice Adams", "bob": "Bob Brown", "carol": "Carol Chen", "dave": "Dave Diaz",
+                 "bridge": "ITSM Bridge"}
 DEFAULT_SEVERITIES = (("SEV0", "critical"), ("SEV1", "high"), ("SEV2", "medium"), ("SEV3", "low"))
 ACTION_STATUS = {"mitigate": "mitigated", "resolve": "resolved", "cancel": "cancelled", "restart": "started"}
 ACTION_EVENT = {"mitigate": "incident.mitigated", "resolve": "incident.resolved", "cancel": "incident.cancelled",

@@ -21,6 +21,7 @@ from sqlmodel import select
 
 from bridge.cli import main
 from bridge.daemon import sync_once
+from bridge.demo_sources import source_names
 from bridge.store import AuditEntry
 from connectors.simulator import free_port
 from tests.conftest import wait_until
@@ -43,6 +44,18 @@ def test_demo_converges_and_reports_json(tmp_path: Path) -> None:
     # What it leaves behind is usable with the other commands.
     verify = CliRunner().invoke(main, ["audit", "verify", "--config", summary["config"], "--json"])
     assert verify.exit_code == 0 and json.loads(verify.output)["entries"] == summary["audit_entries"]
+
+
+@pytest.mark.parametrize("source", [name for name in source_names() if name != "pagerduty"])
+def test_demo_runs_the_same_story_with_any_responder_tool_as_the_source(tmp_path: Path, source: str) -> None:
+    result = CliRunner().invoke(main, ["demo", "--source", source, "--incidents", "4", "--seed", "3",
+                                       "--dir", str(tmp_path / "demo"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["source"] == source and summary["incidents"] == 4 and summary["tickets"] == 8
+    assert summary["converged"] is True and summary["duplicates"] == 0 and summary["audit_verified"] is True
+    config = (tmp_path / "demo" / "config.toml").read_text()
+    assert f'type = "{source}"' in config and f'preset = "{source}-servicenow"' in config
 
 
 def test_preview_shows_fields_rules_and_the_work_note(world: World) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bridge.cli_common import console, err_console, kv_table, print_json
 from bridge.demo_sources import SOURCES, source_names
+from bridge.sandbox import sandbox_tools
 
 SUMMARY_ROWS = ("incidents", "tickets", "updates", "notes", "resolved_from_desk", "desk_comments", "retries",
                 "faults_injected", "dead_letters", "duplicates", "audit_entries", "audit_verified", "converged",
@@ -71,60 +72,52 @@ def demo(source: str, incidents: int, workdir: Path | None, seed: int, timeout: 
 
 
 @click.command()
-@click.option("--pagerduty-port", type=int, default=0, help="Port for the PagerDuty simulator (0: any free).")
-@click.option("--servicenow-port", type=int, default=0, help="Port for the ServiceNow simulator (0: any free).")
-@click.option("--jsm-port", type=int, help="Also run the Jira Service Management simulator on this port (0: any free).")
+@click.argument("tools", nargs=-1, type=click.Choice(sandbox_tools()), metavar="[TOOL]...")
+@click.option("--port", "ports", multiple=True, metavar="TOOL=PORT",
+              help="Listen on this port for that tool (repeatable; default: any free port).")
+@click.option("--pagerduty-port", type=int, help="Same as --port pagerduty=PORT.")
+@click.option("--servicenow-port", type=int, help="Same as --port servicenow=PORT.")
+@click.option("--jsm-port", type=int, help="Also run Jira Service Management, on this port (0: any free).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--webhook-url", help="Send PagerDuty webhooks here, e.g. http://127.0.0.1:8080/webhooks/pagerduty.")
-@click.option("--user", default="itsm.bridge", show_default=True, help="ServiceNow basic-auth user to accept.")
-@click.option("--password", help="ServiceNow password to accept (default: generated and printed).")
-@click.option("--token", help="PagerDuty API token to accept (default: generated and printed).")
-@click.option("--webhook-secret", help="PagerDuty webhook signing secret (default: generated and printed).")
-def sandbox(pagerduty_port: int, servicenow_port: int, jsm_port: int | None, host: str, webhook_url: str | None,
-            user: str, password: str | None, token: str | None, webhook_secret: str | None) -> None:
-    """Run the PagerDuty and ServiceNow simulators in the foreground to try a config. Ctrl-C stops.
+@click.option("--webhook-url", help="Where the responder tool sends its webhooks, e.g. "
+                                    "http://127.0.0.1:8080/webhooks/<connection>.")
+@click.option("--user", default="itsm.bridge", show_default=True, help="Desk user (JSM: e-mail) to accept.")
+@click.option("--password", help="Desk password / API token to accept (default: generated and printed).")
+@click.option("--token", help="The responder tool's API token to accept (default: generated and printed).")
+@click.option("--webhook-secret", help="The responder tool's webhook secret (default: generated and printed).")
+def sandbox(tools: tuple[str, ...], ports: tuple[str, ...], pagerduty_port: int | None, servicenow_port: int | None,
+            jsm_port: int | None, host: str, webhook_url: str | None, user: str, password: str | None,
+            token: str | None, webhook_secret: str | None) -> None:
+    """Run simulators of the real tools in the foreground to try a config against. Ctrl-C stops.
 
     \b
-    The simulators speak the real APIs' paths and payloads:
-      PagerDuty:  GET/POST /incidents, PUT /incidents/{id}, /incidents/{id}/notes, with
-                  "Authorization: Token token=<token>"; every change sends a signed v3 webhook.
-      ServiceNow: /api/now/table/incident and /api/now/table/sys_journal_field, basic auth;
-                  a desk user jane.doe / sim-desk-password can edit and comment like an agent.
-      JSM:        (with --jsm-port) Jira Cloud REST v2/v3 for project OPS: issues, transitions,
-                  comments, entity properties, remote links, JQL search; basic auth with
-                  --user as the e-mail and --password as the API token;
-                  an agent agent@example.com / sim-agent-token.
-    Point a config's api_url / instance_url at the printed URLs and its secrets at the printed values
-    (env:NAME or file:PATH), then run `itsm-bridge run --config ...`.
+    With no TOOL: PagerDuty and ServiceNow. Name the ones you want, e.g.
+      itsm-bridge sandbox opsgenie jsm
+      itsm-bridge sandbox rootly servicenow --port servicenow=8081 --webhook-url http://127.0.0.1:8080/webhooks/rootly
+    Tools: {tools}.
+
+    \b
+    The simulators speak the real APIs' paths, payloads, auth and errors; responder tools send signed
+    webhooks for every change to --webhook-url. ServiceNow has a desk user jane.doe / sim-desk-password
+    who can edit and comment like an agent; JSM (project OPS) has agent@example.com / sim-agent-token.
+    Point a config's api_url / instance_url / url at the printed URLs and its secrets at the printed
+    values (env:NAME or file:PATH), then run `itsm-bridge run --config ...`.
     """
-    from connectors.pagerduty.simulator import PagerDutySimulator
-    from connectors.servicenow.simulator import ServiceNowSimulator
+    from bridge.sandbox import parse_ports, start_tools
 
-    password = password or secrets.token_urlsafe(12)
-    token = token or secrets.token_urlsafe(16)
-    webhook_secret = webhook_secret or secrets.token_urlsafe(24)
-    pd = PagerDutySimulator(token=token, webhook_secret=webhook_secret, webhook_url=webhook_url,
-                            host=host, port=pagerduty_port).start()
-    sn = ServiceNowSimulator(users={user: password}, host=host, port=servicenow_port).start()
-    jsm = None
-    if jsm_port is not None:
-        from connectors.jsm.simulator import JsmSimulator
-
-        jsm = JsmSimulator(users={user: password}, host=host, port=jsm_port).start()
-    click.echo(f"PagerDuty simulator:  {pd.url}")
-    click.echo(f"  API token:          {token}")
-    click.echo(f"  webhook secret:     {webhook_secret}")
-    click.echo(f"  webhooks to:        {webhook_url or '(none: pass --webhook-url)'}")
-    click.echo(f"ServiceNow simulator: {sn.url}")
-    click.echo(f"  user / password:    {user} / {password}")
-    click.echo(f"  look at tickets:    curl -u '{user}:{password}' {sn.url}/api/now/table/incident")
-    if jsm is not None:
-        click.echo(f"JSM simulator:        {jsm.url}  (project OPS)")
-        click.echo(f"  email / API token:  {user} / {password}")
-    click.echo("Try it: curl -X POST -H 'Authorization: Token token=" + token + "' -H 'From: alice@example.com' "
-               "-H 'Content-Type: application/json' " + pd.url + "/incidents -d "
-               "'{\"incident\":{\"type\":\"incident\",\"title\":\"Disk full\",\"service\":{\"id\":\"PSVC001\","
-               "\"type\":\"service_reference\"}}}'")
+    chosen = list(tools) or ["pagerduty", "servicenow"]
+    if jsm_port is not None and "jsm" not in chosen:
+        chosen.append("jsm")
+    try:
+        port_map = parse_ports(ports, pagerduty=pagerduty_port, servicenow=servicenow_port, jsm=jsm_port)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    running = start_tools(chosen, ports=port_map, host=host, webhook_url=webhook_url, user=user,
+                          password=password or secrets.token_urlsafe(12), token=token or secrets.token_urlsafe(16),
+                          webhook_secret=webhook_secret)
+    for tool in running:
+        for line in tool.lines:
+            click.echo(line)
     click.echo("Ctrl-C to stop.")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -132,7 +125,8 @@ def sandbox(pagerduty_port: int, servicenow_port: int, jsm_port: int | None, hos
     try:
         stop.wait()
     finally:
-        pd.stop()
-        sn.stop()
-        if jsm is not None:
-            jsm.stop()
+        for tool in running:
+            tool.simulator.stop()
+
+
+sandbox.help = (sandbox.help or "").replace("{tools}", ", ".join(sandbox_tools()))

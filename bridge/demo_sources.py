@@ -31,7 +31,7 @@ class DemoSource:
 
     slug: str
     label: str
-    simulator: Callable[[str, str, Faults], Any]
+    simulator: Callable[..., Any]         # (token, secret, faults, host=, port=, webhook_url=) -> not started
     connection: str                       # TOML lines under [connections.<slug>], {url} filled in
     status: Callable[[dict[str, Any]], str]
     priorities: tuple[str, ...]
@@ -41,8 +41,9 @@ class DemoSource:
     trigger: Callable[..., str] | None = None   # (sim, service, title, user, urgent) -> id; default sim.trigger
     reassign: Callable[[Any, str, str, str], Any] | None = None
 
-    def start(self, token: str, secret: str, faults: Faults) -> Any:
-        return self.simulator(token, secret, faults).start()
+    def start(self, token: str, secret: str, faults: Faults | None = None, **where: Any) -> Any:
+        """Start the simulator accepting `token` and signing with `secret` (`where`: host, port, webhook_url)."""
+        return self.simulator(token, secret, faults or Faults(), **where).start()
 
     def open(self, sim: Any, service: str, title: str, user: str, urgent: bool) -> str:
         if self.trigger is not None:
@@ -53,28 +54,28 @@ class DemoSource:
         return [self.note_text(note) for note in sim.notes(incident)] if self.note_text else []
 
 
-def _pagerduty(token: str, secret: str, faults: Faults) -> Any:
+def _pagerduty(token: str, secret: str, faults: Faults, **where: Any) -> Any:
     from connectors.pagerduty.simulator import PagerDutySimulator
 
-    return PagerDutySimulator(token=token, webhook_secret=secret, faults=faults)
+    return PagerDutySimulator(token=token, webhook_secret=secret, faults=faults, **where)
 
 
-def _opsgenie(token: str, secret: str, faults: Faults) -> Any:
+def _opsgenie(token: str, secret: str, faults: Faults, **where: Any) -> Any:
     from connectors.opsgenie.simulator import OpsgenieSimulator
 
-    return OpsgenieSimulator(api_key=token, webhook_secret=secret, faults=faults)
+    return OpsgenieSimulator(api_key=token, webhook_secret=secret, faults=faults, **where)
 
 
-def _rootly(token: str, secret: str, faults: Faults) -> Any:
+def _rootly(token: str, secret: str, faults: Faults, **where: Any) -> Any:
     from connectors.rootly.simulator import RootlySimulator
 
-    return RootlySimulator(api_token=token, webhook_secret=secret, faults=faults)
+    return RootlySimulator(api_token=token, webhook_secret=secret, faults=faults, **where)
 
 
-def _incidentio(token: str, secret: str, faults: Faults) -> Any:
+def _incidentio(token: str, secret: str, faults: Faults, **where: Any) -> Any:
     from connectors.incidentio.simulator import IncidentioSimulator
 
-    return IncidentioSimulator(api_key=token, webhook_secret=secret, faults=faults)
+    return IncidentioSimulator(api_key=token, webhook_secret=secret, faults=faults, **where)
 
 
 def _opsgenie_status(alert: dict[str, Any]) -> str:

@@ -153,3 +153,37 @@ def test_sandbox_serves_both_apis_with_the_given_credentials_and_signs_webhooks(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
         receiver.shutdown()
+
+
+SANDBOX_PROBES = {  # tool -> (list path, Authorization header for token "tok-456")
+    "opsgenie": ("/v2/alerts", "GenieKey tok-456"),
+    "rootly": ("/v1/incidents", "Bearer tok-456"),
+    "incidentio": ("/v2/incidents", "Bearer tok-456"),
+}
+
+
+def test_sandbox_starts_any_responder_tool_with_the_given_token() -> None:
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "sandbox", *SANDBOX_PROBES, "jsm", "--token", "tok-456"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("Ctrl-C") for line in lines):
+            line = process.stdout.readline()  # type: ignore[union-attr]
+            assert line, "".join(lines)
+            lines.append(line)
+        urls = dict(re.findall(r"^(\S+) simulator: +(\S+)", "".join(lines), flags=re.M))
+        assert set(urls) == {"Opsgenie", "Rootly", "incident.io", "JSM"}, urls
+        for label, tool in (("Opsgenie", "opsgenie"), ("Rootly", "rootly"), ("incident.io", "incidentio")):
+            path, auth = SANDBOX_PROBES[tool]
+            assert requests.get(urls[label] + path, headers={"Authorization": auth}, timeout=5).status_code == 200
+            assert requests.get(urls[label] + path, timeout=5).status_code == 401
+        assert "JSM simulator" in "".join(lines)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+
+
+def test_sandbox_names_the_tools_it_knows_when_given_another() -> None:
+    result = CliRunner().invoke(main, ["sandbox", "nagios"])
+    assert result.exit_code == 2 and "opsgenie" in result.output and "servicenow" in result.output

@@ -61,7 +61,9 @@ def run(config_path: Path, host: str | None, port: int | None) -> None:
 
     config = load(config_path)
     runtime = Runtime.build(config)
-    runtime.store.create_schema()
+    migrated = runtime.store.upgrade()  # before serving: a database a newer release wrote is refused (exit 2)
+    if migrated.changed:
+        err_console.print(f"itsm-bridge: {escape(migrated.describe())}", highlight=False)
     daemon = Daemon(runtime, host=host or config.server.host, port=port if port is not None else config.server.port)
     err_console.print(f"itsm-bridge: {len(runtime.routes)} route(s), listening on "
                       f"{host or config.server.host}:{port if port is not None else config.server.port}")
@@ -126,11 +128,15 @@ def status(config_path: Path, as_json: bool) -> None:
 
 def _register_subcommands() -> None:
     from bridge.cli_admin import audit_group, config_group, dead_letter_group, mappings_group
+    from bridge.cli_backfill import backfill
     from bridge.cli_demo import demo, sandbox
+    from bridge.cli_db import db_group
     from compliance.cli import compliance_group
 
-    for command in (config_group, mappings_group, audit_group, dead_letter_group, compliance_group, demo, sandbox):
+    for command in (config_group, mappings_group, audit_group, dead_letter_group, compliance_group, backfill, demo,
+                    sandbox):
         main.add_command(command)
+    main.add_command(db_group)
 
 
 _register_subcommands()

@@ -12,14 +12,14 @@ retry or sleep (the session from `bridge.http` and the outbox do that). The pure
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
 
-from bridge.model import Change, RecordRef, Ticket
+from bridge.model import Change, RecordRef, Ticket, format_time
 
 #: Marker appended to every note the bridge writes, so the way back recognises its own writes.
 MARKER_PREFIX = "[itsm-bridge:"
@@ -119,6 +119,16 @@ class Connector(ABC):
     @abstractmethod
     def poll(self, cursor: str | None, *, now: datetime) -> PollResult:
         """Changes since `cursor` (None: since `now` minus the connector's catch-up window)."""
+
+    def history(self, since: datetime, *, until: datetime) -> Iterator[PollResult]:
+        """Backfill: the records changed between `since` and `until`, a batch at a time, each batch's
+        `cursor` the ISO time up to which it is complete (where a resumed backfill starts again).
+
+        The default is one poll from a cursor at `since`, which suits tools whose poll lists "updated
+        since"; a tool whose listing is windowed or capped (PagerDuty) walks the period itself.
+        """
+        result = self.poll(format_time(since), now=until)
+        yield PollResult(changes=result.changes, cursor=format_time(until))
 
     @abstractmethod
     def add_note(self, record_id: str, text: str) -> None:

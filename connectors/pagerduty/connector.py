@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -46,6 +46,7 @@ POLLED_STATUSES = ("triggered", "acknowledged", "resolved")
 #: Notes are re-read for incidents updated this long before the cursor too: PagerDuty's ``updated_at`` has
 #: second resolution and its clock is not ours. Re-reading is harmless (entries de-duplicate by note id).
 NOTES_OVERLAP = timedelta(minutes=1)
+HISTORY_WINDOW = timedelta(days=1)   # backfill walks the period a day at a time
 #: PUT /incidents/{id} error codes meaning "already in the state you asked for", by that state.
 ALREADY_IN_STATE = {"resolved": 1001, "acknowledged": 1002}
 
@@ -162,19 +163,30 @@ class PagerDutyConnector(Connector):
         """Every incident created in the catch-up window, as ``incident.polled`` changes; notes are read
         only for incidents updated since the previous poll (`cursor`), to keep the request count low."""
         since = parse_time(cursor) - NOTES_OVERLAP if cursor else None
-        changes = []
-        for incident in self._list_incidents(now - self.catch_up, now):
-            canonical = incident_from_rest(incident, source=self.name)
-            entries: tuple[TimelineEntry, ...] = ()
-            if since is None or canonical.updated_at >= since:
-                entries = tuple(self.list_notes(canonical.id))
-            changes.append(Change(
-                connection=self.name, event_type="incident.polled", record_id=canonical.id,
-                # updated_at has one-second resolution: a digest of what the bridge tracks (and the note
-                # count) tells a change made within the same second apart from the version already polled.
-                event_id=f"poll:{canonical.id}:{incident.get('updated_at')}:{_version(canonical, len(entries))}",
-                occurred_at=canonical.updated_at, incident=canonical, entries=entries, via="poll"))
+        changes = [self._polled(incident, notes_since=since) for incident in self._list_incidents(now - self.catch_up, now)]
         return PollResult(changes=changes, cursor=format_time(now))
+
+    def history(self, since: datetime, *, until: datetime) -> Iterator[PollResult]:
+        """Backfill a day of created incidents at a time: PagerDuty filters the list by creation time and
+        caps offset pagination, so a long period is walked in windows, each complete before the next."""
+        start = since
+        while start < until:
+            end = min(start + HISTORY_WINDOW, until)
+            yield PollResult(changes=[self._polled(incident, notes_since=None)
+                                      for incident in self._list_incidents(start, end)], cursor=format_time(end))
+            start = end
+
+    def _polled(self, incident: Mapping[str, Any], *, notes_since: datetime | None) -> Change:
+        canonical = incident_from_rest(incident, source=self.name)
+        entries: tuple[TimelineEntry, ...] = ()
+        if notes_since is None or canonical.updated_at >= notes_since:
+            entries = tuple(self.list_notes(canonical.id))
+        return Change(
+            connection=self.name, event_type="incident.polled", record_id=canonical.id,
+            # updated_at has one-second resolution: a digest of what the bridge tracks (and the note
+            # count) tells a change made within the same second apart from the version already polled.
+            event_id=f"poll:{canonical.id}:{incident.get('updated_at')}:{_version(canonical, len(entries))}",
+            occurred_at=canonical.updated_at, incident=canonical, entries=entries, via="poll")
 
     def _list_incidents(self, start: datetime, end: datetime) -> list[Mapping[str, Any]]:
         params = [("since", str(format_time(start))), ("until", str(format_time(end))),

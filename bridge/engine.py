@@ -53,6 +53,10 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
         try:
             if _process_one(runtime, event_id):
                 processed += 1
+            else:
+                # Another replica holds (or just finished) this event: its record's later events wait for
+                # the next pass, so one record's events are never processed out of order.
+                blocked.add(record_key)
         except MappingError as exc:  # an admin's to fix: say what, no traceback
             log.error("inbox event %s dead-lettered: %s", event_id, exc)
             _dead_letter_event(runtime, event_id, exc)
@@ -64,6 +68,12 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
             blocked.add(record_key)
             processed += 1
     return processed
+
+
+def _locked(runtime: Runtime, query: Any) -> Any:
+    """On PostgreSQL, hold the link rows until commit: a source event and a desk event of the same pair,
+    processed by two replicas at once, then update the link one after the other, never over each other."""
+    return query if runtime.store.is_sqlite else query.with_for_update()
 
 
 def _process_one(runtime: Runtime, event_id: int) -> bool:
@@ -101,8 +111,9 @@ def _process_source_change(runtime: Runtime, session: Session, change: Change, r
 
 def _apply_source_route(runtime: Runtime, session: Session, route: Route, change: Change,
                         row: InboxEvent) -> dict[str, Any]:
-    link = session.exec(select(Link).where(Link.route == route.name, Link.source_connection == change.connection,
-                                           Link.source_id == change.record_id)).first()
+    link = session.exec(_locked(runtime, select(Link).where(
+        Link.route == route.name, Link.source_connection == change.connection,
+        Link.source_id == change.record_id))).first()
     result: dict[str, Any] = {"route": route.name}
     if link is None:
         incident = change.incident
@@ -183,8 +194,8 @@ def _aware(moment: datetime) -> datetime:
 def _process_desk_change(runtime: Runtime, session: Session, change: Change, row: InboxEvent) -> list[dict[str, Any]]:
     ticket = change.ticket
     assert ticket is not None
-    links = session.exec(select(Link).where(Link.target_connection == change.connection,
-                                            Link.target_id == ticket.id)).all()
+    links = session.exec(_locked(runtime, select(Link).where(Link.target_connection == change.connection,
+                                                             Link.target_id == ticket.id))).all()
     if not links:
         raised = [_raise_from_desk(runtime, session, route, change, row) for route in runtime.routes
                   if route.enabled and route.target == change.connection and route.raises(ticket.fields)]

@@ -92,9 +92,21 @@ class Verification:
     reason: str = ""
 
 
-def verify_entries(entries: Iterable[Mapping[str, Any]], *, start_hash: str = GENESIS,
-                   start_seq: int = 1) -> Verification:
-    """Recompute the chain; the first entry whose seq, link or hash is wrong is reported."""
+def verify_entries(entries: Iterable[Mapping[str, Any]], *, start_hash: str = GENESIS, start_seq: int = 1,
+                   anchor: tuple[int, str] | None = None) -> Verification:
+    """Recompute the chain; the first entry whose seq, link or hash is wrong is reported. With `anchor`
+    (seq, hash) known from before, a cut-off end or a chain recomputed from some point on is reported too."""
+    if anchor is not None:
+        seen: dict[str, Any] = {}
+
+        def watched() -> Iterator[Mapping[str, Any]]:
+            for entry in entries:
+                if entry.get("seq") == anchor[0]:
+                    seen["hash"] = entry.get("hash")
+                yield entry
+
+        result = verify_entries(watched(), start_hash=start_hash, start_seq=start_seq)
+        return check_anchor(result, anchor, seen.get("hash"))
     expected_seq = start_seq
     prev_hash = start_hash
     count = 0
@@ -117,34 +129,69 @@ def verify_entries(entries: Iterable[Mapping[str, Any]], *, start_hash: str = GE
     return Verification(True, count, expected_seq - 1, prev_hash)
 
 
-def verify_store(store: Store, *, batch: int = 5000) -> Verification:
-    """Recompute the chain straight from the stored rows.
+def _quoted(text: str) -> str:
+    """`dumps` of a string, without the JSON encoder for the usual case (nothing to escape)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return dumps(text)
+
+
+def check_anchor(result: Verification, anchor: tuple[int, str] | None, seen: str | None) -> Verification:
+    """Hold a verified chain against a head known from earlier (an export, an evidence bundle): entries
+    cut off the end, or a chain recomputed from some point on, cannot match it."""
+    if anchor is None or not result.ok:
+        return result
+    seq, expected = anchor
+    if result.head_seq < seq:
+        return Verification(False, result.entries, result.head_seq, result.head_hash, bad_seq=result.head_seq + 1,
+                            reason=f"truncated: the chain ends at entry {result.head_seq} but entry {seq} was "
+                                   "known before")
+    if seen != expected:
+        return Verification(False, result.entries, result.head_seq, result.head_hash, bad_seq=seq,
+                            reason=f"entry {seq} does not have the hash known before (the chain was rewritten)")
+    return result
+
+
+def verify_store(store: Store, *, batch: int = 20000, anchor: tuple[int, str] | None = None) -> Verification:
+    """Recompute the chain straight from the stored rows, as fast as the database hands them over.
 
     The stored ``data`` is already canonical JSON, so each entry's canonical body is spliced from it
     instead of parsed and re-serialised (the bytes hashed are identical to `entry_hash`'s); a row whose
-    data was edited into any other text, even equivalent JSON, fails its hash.
+    data was edited into any other text, even equivalent JSON, fails its hash. Rows are read through the
+    driver's own cursor in keyset batches: ORM row objects cost more than the hashing itself.
     """
+    sha256 = hashlib.sha256
     expected_seq, prev_hash, count, after = 1, GENESIS, 0, 0
-    while True:
-        with Session(store.engine) as session:
-            rows = session.exec(select(AuditEntry.seq, AuditEntry.at, AuditEntry.kind, AuditEntry.subject,
-                                       AuditEntry.data, AuditEntry.prev_hash, AuditEntry.hash)
-                                .where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)).all()  # type: ignore[call-overload]
-        if not rows:
-            return Verification(True, count, expected_seq - 1, prev_hash)
-        for seq, at, kind, subject, data, stored_prev, stored_hash in rows:
-            if seq != expected_seq:
-                return Verification(False, count, expected_seq - 1, prev_hash, bad_seq=expected_seq,
-                                    reason=f"entry {expected_seq} is missing (found {seq} next)")
-            if stored_prev != prev_hash:
-                return Verification(False, count, seq - 1, prev_hash, bad_seq=seq,
-                                    reason="prev_hash does not match the previous entry (reordered or removed)")
-            body = f'{{"at":{dumps(at)},"data":{data},"kind":{dumps(kind)},"seq":{seq},"subject":{dumps(subject)}}}'
-            if hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest() != stored_hash:
-                return Verification(False, count, seq - 1, prev_hash, bad_seq=seq,
-                                    reason="content does not match its hash (altered)")
-            prev_hash, expected_seq, count = stored_hash, expected_seq + 1, count + 1
-        after = rows[-1][0]
+    anchor_seq, anchor_seen = (anchor[0] if anchor else None), None
+    mark = "?" if store.is_sqlite else "%s"
+    query = (f"SELECT seq, at, kind, subject, data, prev_hash, hash FROM {AuditEntry.__tablename__} "
+             f"WHERE seq > {mark} ORDER BY seq LIMIT {mark}")
+    connection = store.engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        while True:
+            cursor.execute(query, (after, batch))
+            rows = cursor.fetchall()
+            if not rows:
+                return check_anchor(Verification(True, count, expected_seq - 1, prev_hash), anchor, anchor_seen)
+            for seq, at, kind, subject, data, stored_prev, stored_hash in rows:
+                if seq != expected_seq:
+                    return Verification(False, count, expected_seq - 1, prev_hash, bad_seq=expected_seq,
+                                        reason=f"entry {expected_seq} is missing (found {seq} next)")
+                if stored_prev != prev_hash:
+                    return Verification(False, count, seq - 1, prev_hash, bad_seq=seq,
+                                        reason="prev_hash does not match the previous entry (reordered or removed)")
+                body = f'{prev_hash}{{"at":{_quoted(at)},"data":{data},"kind":{_quoted(kind)},"seq":{seq},' \
+                       f'"subject":{_quoted(subject)}}}'
+                if sha256(body.encode("utf-8")).hexdigest() != stored_hash:
+                    return Verification(False, count, seq - 1, prev_hash, bad_seq=seq,
+                                        reason="content does not match its hash (altered)")
+                if seq == anchor_seq:
+                    anchor_seen = stored_hash
+                prev_hash, expected_seq, count = stored_hash, expected_seq + 1, count + 1
+            after = rows[-1][0]
+    finally:
+        connection.close()
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -107,17 +107,27 @@ def audit_group() -> None:
 @_config_option
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify an exported JSONL file instead of the database.")
+@click.option("--expect-head", "expect_head", metavar="SEQ:HASH",
+              help="A head known from before (an export, an evidence bundle): also catch entries cut off the "
+                   "end and a chain recomputed after tampering.")
 @_json_option
 @handle_errors
-def audit_verify(config_path: Path, file: Path | None, as_json: bool) -> None:
+def audit_verify(config_path: Path, file: Path | None, expect_head: str | None, as_json: bool) -> None:
     """Recompute the hash chain. Exit 1 and name the first bad entry if anything was altered,
-    removed or reordered."""
+    removed, inserted or reordered (and, with --expect-head, truncated or rewritten)."""
     from bridge import audit
 
+    anchor = None
+    if expect_head:
+        seq, _, digest = expect_head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise click.BadParameter(f"{expect_head!r} is not SEQ:HASH (e.g. 1042:9f86d0...; the hash has 64 hex "
+                                     "digits)", param_hint="--expect-head")
+        anchor = (int(seq), digest.lower())
     if file is not None:
-        result = audit.verify_entries(audit.read_jsonl(file))
+        result = audit.verify_entries(audit.read_jsonl(file), anchor=anchor)
     else:
-        result = audit.verify_store(_store(config_path))
+        result = audit.verify_store(_store(config_path), anchor=anchor)
     data = {"ok": result.ok, "entries": result.entries, "head_seq": result.head_seq, "head_hash": result.head_hash,
             "bad_seq": result.bad_seq, "reason": result.reason}
     if as_json:

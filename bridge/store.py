@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +23,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from bridge.model import utcnow
+
+if TYPE_CHECKING:
+    from bridge.migrate import UpgradeResult
 
 
 def dumps(value: Any) -> str:
@@ -150,6 +153,21 @@ class AuditEntry(SQLModel, table=True):
     hash: str
 
 
+class BreakerRow(SQLModel, table=True):
+    """A connection's circuit breaker as last written by a running bridge (`bridge.breakers`), so that
+    `itsm-bridge status` in another process shows it and a restarted daemon does not hammer a down desk."""
+
+    __tablename__ = "breaker"
+
+    connection: str = Field(primary_key=True)
+    state: str = Field(default="closed", description="closed | open | half-open")
+    failures: int = Field(default=0, description="consecutive transient failures")
+    opened_at: datetime | None = None
+    reopens_at: datetime | None = Field(default=None, description="when the next probe may go")
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 def _sqlite_url(url: str, base_dir: Path | None) -> str:
     """Make a relative SQLite path relative to the config file's directory, not the working directory."""
     prefix = "sqlite:///"
@@ -176,11 +194,23 @@ class Store:
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10,
                                         connect_args={"options": "-c timezone=utc"})
 
-    def create_schema(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
+    def create_schema(self) -> UpgradeResult:
+        """Bring the schema to this release's head: the same as `upgrade` (every command calls this on start)."""
+        return self.upgrade()
+
+    def upgrade(self) -> UpgradeResult:
+        """Create (empty), adopt (pre-migration) or migrate the schema to head; refuse a newer database.
+
+        Raises `bridge.migrate.UnknownRevisionError` (a ConfigError: exit 2) when a newer release wrote it.
+        """
+        from bridge.migrate import upgrade
+
+        return upgrade(self)
 
     def drop_schema(self) -> None:
         SQLModel.metadata.drop_all(self.engine)
+        with self.engine.begin() as connection:  # the version table goes too, or the next start trusts it
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
     def dispose(self) -> None:
         self.engine.dispose()

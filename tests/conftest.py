@@ -24,7 +24,7 @@ def fresh_store(tmp_path: Path) -> Store:
     store = Store(database_url(tmp_path))
     if not store.is_sqlite:
         with store.engine.begin() as connection:  # stale tables from an interrupted run
-            connection.execute(text("DROP TABLE IF EXISTS inbox, link, outbox, dead_letter, cursor, audit, incident_timeline CASCADE"))
+            connection.execute(text("DROP TABLE IF EXISTS inbox, link, outbox, dead_letter, cursor, audit, incident_timeline, breaker, alembic_version CASCADE"))
     store.create_schema()
     return store
 

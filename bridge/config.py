@@ -15,13 +15,22 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bridge.config_limits import BreakerConfig, ConnectionLimits
 from bridge.errors import ConfigError, ConfigProblem
+from connectors.grafana_oncall.config import SECRET_KEYS as GRAFANA_ONCALL_SECRETS
+from connectors.grafana_oncall.config import GrafanaOncallConnection
 from connectors.incidentio.config import SECRET_KEYS as INCIDENTIO_SECRETS
 from connectors.incidentio.config import IncidentioConnection
 from connectors.opsgenie.config import SECRET_KEYS as OPSGENIE_SECRETS
 from connectors.opsgenie.config import OpsgenieConnection
 from connectors.rootly.config import SECRET_KEYS as ROOTLY_SECRETS
 from connectors.rootly.config import RootlyConnection
+from connectors.slack.config import SECRET_KEYS as SLACK_SECRETS
+from connectors.slack.config import SlackConnection
+from connectors.squadcast.config import SECRET_KEYS as SQUADCAST_SECRETS
+from connectors.squadcast.config import SquadcastConnection
+from connectors.teams.config import SECRET_KEYS as TEAMS_SECRETS
+from connectors.teams.config import TeamsConnection
 from bridge.secrets import require_secret_ref
 
 MATCH_KEYS = ("service", "urgency", "priority", "status", "title_contains")
@@ -54,7 +63,7 @@ class SyncConfig(_Strict):
     http_max_wait_seconds: float = Field(10.0, gt=0)
 
 
-class PagerDutyConnection(_Strict):
+class PagerDutyConnection(ConnectionLimits, _Strict):
     type: Literal["pagerduty"]
     api_url: str = "https://api.pagerduty.com"
     token: str
@@ -66,7 +75,7 @@ class PagerDutyConnection(_Strict):
     _check_token = field_validator("token", "webhook_secret")(_secret_ref)
 
 
-class ServiceNowConnection(_Strict):
+class ServiceNowConnection(ConnectionLimits, _Strict):
     type: Literal["servicenow"]
     instance_url: str
     username: str
@@ -81,7 +90,7 @@ class ServiceNowConnection(_Strict):
     _check_secrets = field_validator("username", "password")(_secret_ref)
 
 
-class JsmConnection(_Strict):
+class JsmConnection(ConnectionLimits, _Strict):
     type: Literal["jsm"]
     url: str
     email: str
@@ -107,7 +116,8 @@ class JsmConnection(_Strict):
 
 
 Connection = Annotated[Union[PagerDutyConnection, ServiceNowConnection, JsmConnection, RootlyConnection,
-                             IncidentioConnection, OpsgenieConnection], Field(discriminator="type")]
+                             IncidentioConnection, OpsgenieConnection, SquadcastConnection, TeamsConnection,
+                             GrafanaOncallConnection, SlackConnection], Field(discriminator="type")]
 
 #: Which config keys of each connection type hold secret references (resolved when building connectors).
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
@@ -115,8 +125,12 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "servicenow": ("username", "password"),
     "jsm": ("email", "api_token", "webhook_secret"),
     "rootly": ROOTLY_SECRETS,
+    "teams": TEAMS_SECRETS,
+    "slack": SLACK_SECRETS,
     "incidentio": INCIDENTIO_SECRETS,
     "opsgenie": OPSGENIE_SECRETS,
+    "squadcast": SQUADCAST_SECRETS,
+    "grafana_oncall": GRAFANA_ONCALL_SECRETS,
 }
 
 
@@ -282,8 +296,13 @@ def _siblings(loc: tuple[Any, ...], data: dict[str, Any]) -> list[str]:
         model = RouteConfig
     elif loc[0] == "connections" and len(loc) == 3:
         model = {"pagerduty": PagerDutyConnection, "servicenow": ServiceNowConnection,
-                 "jsm": JsmConnection, "rootly": RootlyConnection,
-                 "incidentio": IncidentioConnection, "opsgenie": OpsgenieConnection}.get(str(loc[2]))
+                 "jsm": JsmConnection, "rootly": RootlyConnection, "teams": TeamsConnection,
+                 "slack": SlackConnection,
+                 "incidentio": IncidentioConnection, "opsgenie": OpsgenieConnection,
+                 "squadcast": SquadcastConnection,
+                 "grafana_oncall": GrafanaOncallConnection}.get(str(loc[2]))
+    elif loc[0] == "connections" and len(loc) == 4 and loc[3] == "breaker":
+        model = BreakerConfig
     return [name for name in (model.model_fields if model else {}) if name != "base_dir"]
 
 

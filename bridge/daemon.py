@@ -1,6 +1,7 @@
 """The running bridge: webhook server, scheduled polls and the delivery worker, and `sync --once`.
 
-Threads: uvicorn serves webhooks and health; the scheduler polls each connection; one worker processes
+Threads: uvicorn serves webhooks and health; the scheduler polls each connection (on PostgreSQL, only
+in the replica that holds poll leadership, see bridge/leader.py); one worker processes
 the inbox and delivers the outbox, woken at once by new webhooks. SIGTERM stops intake first, then lets
 the worker finish the op in hand; everything not finished is already durable and resumes on restart.
 """
@@ -12,9 +13,11 @@ import signal
 import threading
 from dataclasses import dataclass, field
 
+from bridge.breakers import may_call, rest_reason
 from bridge.deadline_clock import run_deadline_clock
 from bridge.engine import process_inbox
 from bridge.ingest import poll_connection
+from bridge.leader import Leadership
 from bridge.outbox import deliver_due, next_due_in
 from bridge.runtime import Runtime
 from bridge.scheduler import PollScheduler
@@ -33,13 +36,23 @@ def poll_intervals(runtime: Runtime) -> dict[str, float]:
 
 
 def safe_poll(runtime: Runtime, connection: str) -> str | None:
-    """Poll once; a failure is logged and returned as text, never raised (one bad desk stops nothing)."""
+    """Poll once; a failure is logged and returned as text, never raised (one bad desk stops nothing).
+
+    A connection whose circuit breaker is open is not polled at all (the text says why and until when);
+    the outcome of a poll that does run is told to the breaker.
+    """
+    permit = may_call(runtime, connection)
+    if permit is None:
+        log.debug("poll of %s skipped: the connection rests", connection)
+        return f"poll of {connection} skipped: {rest_reason(runtime, connection)}"
     try:
         poll_connection(runtime, connection)
     except Exception as exc:
+        runtime.breakers.record(connection, exc)
         runtime.metrics.ops_failed.labels(connection, "poll", type(exc).__name__).inc()
         log.warning("poll of %s failed: %s", connection, exc)
         return f"poll of {connection} failed: {exc}"
+    runtime.breakers.record(connection, None)
     return None
 
 
@@ -93,6 +106,8 @@ class Daemon:
         self._server = ServerThread(create_app(runtime, on_ingest=self._wake.set), host=host, port=port)
         self._worker = threading.Thread(target=self._work, name="worker", daemon=True)
         self._scheduler = PollScheduler() if poll else None
+        # On PostgreSQL several replicas may run; only the leader polls and runs the deadline clock.
+        self._leadership = Leadership(runtime.store.engine, is_sqlite=runtime.store.is_sqlite)
 
     @property
     def url(self) -> str:
@@ -120,6 +135,7 @@ class Daemon:
         self._stopping.set()
         self._wake.set()
         self._worker.join(timeout=60)
+        self._leadership.release()
 
     def run(self) -> None:
         """Start and block until SIGTERM or SIGINT, then stop cleanly."""
@@ -133,10 +149,14 @@ class Daemon:
         self.stop()
 
     def _poll(self, name: str) -> None:
+        if not self._leadership.is_leader():
+            return  # another replica polls; this one still takes webhooks and delivers
         if safe_poll(self.runtime, name) is None:
             self._wake.set()
 
     def _deadline_clock(self) -> None:
+        if not self._leadership.is_leader():
+            return
         try:
             if run_deadline_clock(self.runtime):
                 self._wake.set()

@@ -4,7 +4,8 @@ Retry lives here and in the outbox, nowhere else: `RetryingSession.send` retries
 connection failures with exponential backoff and jitter, honouring ``Retry-After`` (seconds or an HTTP
 date) up to a cap. When the budget is spent the last response is returned and `raise_for_status`
 turns it into a typed error, which the outbox then retries on its own (longer) schedule. Connectors
-never sleep and never match on error text.
+never sleep and never match on error text. Every attempt first takes a token from the connection's
+rate limiter (`bridge.ratelimit`), so no connector can forget the vendor's limit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bridge.errors import (
     PermanentError,
     TransientError,
 )
+from bridge.ratelimit import DEFAULT_429_PAUSE, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +83,37 @@ class _WaitRetryAfter:
         return self.fallback(state)
 
 
+def pause_after_429(response: requests.Response) -> float:
+    """How long a 429 asks the whole connection to rest: ``Retry-After`` (seconds or HTTP date), else a
+    delta-seconds ``RateLimit-Reset`` (PagerDuty's ``ratelimit-reset``), else `DEFAULT_429_PAUSE`."""
+    hinted = retry_after_seconds(response)
+    if hinted is not None:
+        return hinted
+    reset = (response.headers.get("RateLimit-Reset") or "").strip()
+    if reset.isdigit() and int(reset) <= 3600:  # a delta; larger numbers are epoch times
+        return float(reset)
+    return DEFAULT_429_PAUSE
+
+
 class RetryingSession(requests.Session):
     """A `requests.Session` whose every request is retried on 429, 5xx and connection errors.
 
     `on_retry(response_or_exception)` is called before each retry so the daemon can count retries in
-    its metrics without the connectors knowing.
+    its metrics without the connectors knowing. `limiter` paces every request sent, retries included
+    (the connection's rate limit, `bridge.ratelimit`); a 429 pauses it for the whole connection.
     """
 
     def __init__(self, *, attempts: int = 4, initial_wait: float = 0.2, max_wait: float = 10.0,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 on_retry: Callable[[object], None] | None = None) -> None:
+                 on_retry: Callable[[object], None] | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         super().__init__()
         self.attempts = attempts
         self.initial_wait = initial_wait
         self.max_wait = max_wait
         self.timeout = timeout
         self.on_retry = on_retry
+        self.limiter = limiter or RateLimiter(None)
         self._last = threading.local()
 
     @property
@@ -116,8 +133,16 @@ class RetryingSession(requests.Session):
             retry_error_callback=self._give_up,
             reraise=True,
         )
-        response = retrying(super().send, request, **kwargs)
+        response = retrying(self._send_paced, request, **kwargs)
         self._last.status = response.status_code
+        return response
+
+    def _send_paced(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        """One attempt: wait for the connection's rate limit, send, and let a 429 slow the connection."""
+        self.limiter.acquire()
+        response = super().send(request, **kwargs)  # type: ignore[arg-type]
+        if response.status_code == 429:
+            self.limiter.pause(pause_after_429(response))
         return response
 
     def _before_sleep(self, state: RetryCallState) -> None:
@@ -145,10 +170,12 @@ def _describe(what: object) -> str:
 
 def build_session(*, attempts: int = 4, initial_wait: float = 0.2, max_wait: float = 10.0,
                   timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                  on_retry: Callable[[object], None] | None = None) -> RetryingSession:
-    """A session with the bridge's retry policy; connectors add their own auth and headers to it."""
+                  on_retry: Callable[[object], None] | None = None,
+                  limiter: RateLimiter | None = None) -> RetryingSession:
+    """A session with the bridge's retry policy and (when given) the connection's rate limiter;
+    connectors add their own auth and headers to it."""
     return RetryingSession(attempts=attempts, initial_wait=initial_wait, max_wait=max_wait,
-                           timeout=timeout, on_retry=on_retry)
+                           timeout=timeout, on_retry=on_retry, limiter=limiter)
 
 
 def raise_for_status(response: requests.Response, *, connection: str, what: str) -> None:

@@ -36,6 +36,19 @@ class Metrics:
                                     registry=self.registry)
         self.dead_letter_open = Gauge("itsm_bridge_dead_letters_open", "Dead-letters not yet replayed",
                                       registry=self.registry)
+        self.breaker_state = Gauge("itsm_bridge_breaker_state",
+                                   "Circuit breaker per connection: 0 closed, 1 half-open, 2 open",
+                                   ["connection"], registry=self.registry)
+        self.breaker_failures = Gauge("itsm_bridge_breaker_failures", "Consecutive transient failures",
+                                      ["connection"], registry=self.registry)
+        self.breaker_transitions = Counter("itsm_bridge_breaker_transitions_total",
+                                           "Circuit breaker state changes, by the state entered",
+                                           ["connection", "state"], registry=self.registry)
+        self.rate_limit = Gauge("itsm_bridge_rate_limit_per_minute", "Configured request rate per connection",
+                                ["connection"], registry=self.registry)
+        self.rate_limit_wait = Counter("itsm_bridge_rate_limit_wait_seconds_total",
+                                       "Seconds requests waited for the connection's rate limit",
+                                       ["connection"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from bridge.config_limits import ConnectionLimits
 from bridge.secrets import require_secret_ref as _secret_ref
 
 #: Settings holding secrets: resolved from ``env:``/``file:`` references, never logged.
 SECRET_KEYS = ("api_key", "webhook_secret")
 
 
-class IncidentioConnection(BaseModel):
+class IncidentioConnection(ConnectionLimits):
     """An incident.io organisation reached with one API key (``Authorization: Bearer``).
 
     `webhook_secret` is the endpoint's signing secret (``whsec_...``) from Settings > Webhooks.

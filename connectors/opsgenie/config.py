@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from bridge.config_limits import ConnectionLimits
 from bridge.secrets import require_secret_ref as _secret_ref
 
 #: Keys holding secret references (``env:NAME`` / ``file:PATH``), resolved when the connector is built.
 SECRET_KEYS = ("api_key", "webhook_secret")
 
 
-class OpsgenieConnection(BaseModel):
+class OpsgenieConnection(ConnectionLimits):
     """Opsgenie (Alert API v2). `api_url` is ``https://api.eu.opsgenie.com`` for EU accounts.
 
     `webhook_secret` is the value the outgoing-webhook integration sends in its custom header

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from bridge.config_limits import ConnectionLimits
 from bridge.secrets import require_secret_ref as _secret_ref
 
 #: Config keys holding secret references (resolved when the connector is built).
 SECRET_KEYS = ("api_token", "webhook_secret")
 
 
-class RootlyConnection(BaseModel):
+class RootlyConnection(ConnectionLimits):
     """A Rootly organisation. `api_token` is an API key (Organization Settings > API Keys) sent as
     ``Authorization: Bearer``; `webhook_secret` is the secret shown on the webhook endpoint's page."""
 

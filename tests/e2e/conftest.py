@@ -66,6 +66,9 @@ token = "file:secrets/pd-token"
 webhook_secret = "file:secrets/pd-secret"
 from_email = "bridge@example.com"
 poll_interval = 3600
+# Tests compress time (sync --once in tight loops, the desk polled every 0.3 s): both connections get
+# far more than the real defaults (PagerDuty 960/min, ServiceNow 600/min), which would only slow them.
+rate_limit_per_minute = 6000
 
 [connections.servicenow]
 type = "servicenow"
@@ -73,6 +76,7 @@ instance_url = "{sn_url}"
 username = "file:secrets/sn-user"
 password = "file:secrets/sn-password"
 poll_interval = 0.3
+rate_limit_per_minute = 6000
 
 [[routes]]
 name = "pagerduty-to-servicenow"

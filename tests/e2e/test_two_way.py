@@ -34,6 +34,7 @@ api_token = "file:secrets/jira-token"
 project = "OPS"
 poll_interval = 0.3
 poll_overlap_seconds = 5
+rate_limit_per_minute = 6000  # tests compress time: far above a real site's default pace of 600/min
 
 [[routes]]
 name = "pagerduty-to-jsm"

@@ -13,11 +13,13 @@ import pytest
 from bridge.config import load_config
 from bridge.daemon import Daemon, sync_once
 from bridge.runtime import Runtime
+from connectors.grafana_oncall.simulator import GrafanaOncallSimulator
 from connectors.incidentio.simulator import IncidentioSimulator
 from connectors.opsgenie.simulator import OpsgenieSimulator
 from connectors.rootly.simulator import RootlySimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 from connectors.simulator import free_port
+from connectors.squadcast.simulator import SquadcastSimulator
 from tests.conftest import database_url, fresh_store, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +43,10 @@ SOURCES = [
            "api_key", "src-hook", "P1", lambda i: i["status"] == "closed"),
     Source("incidentio", lambda secret: IncidentioSimulator(api_key="src-token", webhook_secret=secret).start(),
            "api_key", INCIDENTIO_SECRET, "Major", lambda i: i["incident_status"]["category"] == "closed"),
+    Source("grafana_oncall", lambda secret: GrafanaOncallSimulator(api_token="src-token", webhook_secret=secret).start(),
+           "api_token", "src-hook", "critical", lambda i: i["state"] == "resolved"),
+    Source("squadcast", lambda secret: SquadcastSimulator(refresh_token="src-token", webhook_secret=secret).start(),
+           "refresh_token", "src-hook", "P1", lambda i: i["status"] == "resolved"),
 ]
 
 

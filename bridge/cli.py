@@ -104,19 +104,21 @@ def sync(config_path: Path, once: bool, as_json: bool) -> None:
 @_json_option
 @handle_errors
 def status(config_path: Path, as_json: bool) -> None:
-    """Queue depths, retrying writes and open dead-letters. Exit 1 if anything is dead-lettered."""
+    """Queue depths, retrying writes, open dead-letters and, per connection, its queue, circuit breaker
+    and rate limit. Exit 1 if anything is dead-lettered."""
     from bridge.status import status_report
     from bridge.store import Store
 
     config = load(config_path)
     store = Store(config.database.url, base_dir=config.base_dir)
     store.create_schema()
-    report = status_report(store)
+    report = status_report(store, config)
     if as_json:
         print_json(report)
     else:
         console.print(kv_table("itsm-bridge status", {k: v for k, v in report.items()
-                                                        if not isinstance(v, list)}))
+                                                        if not isinstance(v, (list, dict))}))
+        _print_connections(report["connections"])
         if report["events_waiting_behind_dead_letters"]:
             err_console.print(f"[bold red]{report['events_waiting_behind_dead_letters']} event(s) are held back "
                               "behind dead-lettered events of the same incident: replay or discard them.[/]")
@@ -126,11 +128,36 @@ def status(config_path: Path, as_json: bool) -> None:
     sys.exit(1 if report["dead_letters"] else 0)
 
 
+def _print_connections(connections: dict) -> None:  # type: ignore[type-arg]
+    """One row per connection; an open breaker is also said in red, since its ops are not being tried."""
+    from rich.table import Table
+
+    table = Table(title="connections", title_justify="left")
+    for column in ("connection", "pending", "oldest pending", "dead-letters", "breaker", "failures",
+                   "reopens at", "rate/min"):
+        table.add_column(column, overflow="fold")
+    for name, item in connections.items():
+        breaker = item["breaker"]
+        age = item["oldest_pending_age_seconds"]
+        table.add_row(name, str(item["outbox_pending"]), "-" if age is None else f"{age:.0f}s ago",
+                      str(item["dead_letters"]), breaker["state"], str(breaker["failures"]),
+                      breaker["reopens_at"] or "-", f"{item.get('rate_limit_per_minute', '-'):g}"
+                      if "rate_limit_per_minute" in item else "-")
+    console.print(table)
+    for name, item in connections.items():
+        breaker = item["breaker"]
+        if breaker["state"] != "closed":
+            err_console.print(f"[bold red]circuit breaker of {name} is {breaker['state']}[/] after "
+                              f"{breaker['failures']} transient failure(s); next probe at "
+                              f"{breaker['reopens_at'] or 'now'}; last error: {escape(breaker['last_error'] or '-')}",
+                              highlight=False, soft_wrap=True)
+
+
 def _register_subcommands() -> None:
     from bridge.cli_admin import audit_group, config_group, dead_letter_group, mappings_group
     from bridge.cli_backfill import backfill
-    from bridge.cli_demo import demo, sandbox
     from bridge.cli_db import db_group
+    from bridge.cli_demo import demo, sandbox
     from compliance.cli import compliance_group
 
     for command in (config_group, mappings_group, audit_group, dead_letter_group, compliance_group, backfill, demo,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bridge import audit
-from bridge.errors import WebhookError
+from bridge.errors import TransientError, WebhookError
 from bridge.model import Change
 from bridge.runtime import Runtime
 from bridge.store import DeadLetter, InboxEvent, dumps
@@ -76,6 +76,10 @@ def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapp
         raise
     try:
         changes = connector.parse_webhook(body, headers)
+    except TransientError as exc:  # parsing needed the tool's API (a reacted message) and it is away: retry
+        runtime.metrics.webhooks_rejected.labels(connection, "503").inc()
+        raise WebhookError(f"could not complete the event from {connection} right now ({exc}); send it again",
+                           status=503) from exc
     except WebhookError as exc:
         runtime.metrics.webhooks_rejected.labels(connection, str(exc.status)).inc()
         keep_rejected(runtime, connection, body, str(exc))

@@ -26,6 +26,10 @@ BUILTIN: dict[str, str] = {
     "rootly": "connectors.rootly.connector:RootlyConnector",
     "incidentio": "connectors.incidentio.connector:IncidentioConnector",
     "opsgenie": "connectors.opsgenie.connector:OpsgenieConnector",
+    "squadcast": "connectors.squadcast.connector:SquadcastConnector",
+    "grafana_oncall": "connectors.grafana_oncall.connector:GrafanaOncallConnector",
+    "teams": "connectors.teams.connector:TeamsConnector",
+    "slack": "connectors.slack.connector:SlackConnector",
 }
 
 #: Roles each built-in type plays; known without importing the connector (config validation is cheap).
@@ -36,6 +40,10 @@ ROLES: dict[str, frozenset[str]] = {
     "rootly": frozenset({"source"}),
     "incidentio": frozenset({"source"}),
     "opsgenie": frozenset({"source"}),
+    "squadcast": frozenset({"source"}),
+    "grafana_oncall": frozenset({"source"}),
+    "teams": frozenset({"source"}),
+    "slack": frozenset({"source"}),
 }
 
 

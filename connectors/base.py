@@ -7,6 +7,26 @@ tickets, adds notes, and reports desk-side changes through `poll`. A system may 
 Connectors do I/O and normalisation only. They raise the typed errors of `bridge.errors` and never
 retry or sleep (the session from `bridge.http` and the outbox do that). The pure normalisers
 (vendor JSON -> canonical model) are plain functions in each connector module, tested on fixtures.
+
+Rate limits and circuit breakers are not a connector's business either, with one duty for connectors
+that bypass `self.session`: every request sent through `self.session` already waits for the
+connection's rate limit (``rate_limit_per_minute``, `bridge.ratelimit`), and the outbox and the poller
+consult the connection's circuit breaker before calling any connector method. A connector whose vendor
+SDK sends its own requests (slack_sdk's `WebClient`, an MS Graph client) must take the same token
+before each SDK call and report the SDK's 429s, so its connection keeps one shared pace::
+
+    from bridge.ratelimit import note_rate_limited, throttle
+
+    throttle(self.session)                  # = self.session.limiter.acquire(); may raise RateLimited
+    try:
+        response = self.client.chat_postMessage(channel=channel, text=text)
+    except SlackApiError as exc:
+        if exc.response.status_code == 429:
+            note_rate_limited(self.session, float(exc.response.headers.get("Retry-After", 1)))
+        raise TransientError(...) from None  # as usual: typed errors, no retry, no sleep here
+
+`throttle` may raise `bridge.ratelimit.RateLimited` (a `TransientError`) instead of waiting for long;
+let it propagate, the outbox reschedules the op without counting the attempt.
 """
 
 from __future__ import annotations
@@ -76,11 +96,13 @@ class Announcement:
     url: str
     changes: tuple[FieldChange, ...]
     actor: str | None = None
+    #: The bridge's marker for this post (`marker(op id)`): kept in the text so a retry finds it (`has_note`).
+    tag: str = ""
 
     def text(self) -> str:
         parts = [f"{change.label}: {change.old or '(none)'} -> {change.new or '(none)'}" for change in self.changes]
         who = f" by {self.actor}" if self.actor else ""
-        return f"{self.desk} {self.number} changed{who}: " + "; ".join(parts)
+        return f"{self.desk} {self.number} changed{who}: " + "; ".join(parts) + (f" {self.tag}" if self.tag else "")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,11 @@ class Plan:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: Key in a link's ``target_written`` holding the source time of the bridge's last write (never a field name:
+#: desk field names cannot start with ``@``).
+WRITTEN_SOURCE_AT = "@source_at"
+
+
 def whole_second(moment: datetime) -> datetime:
     """Timestamps compared for last-writer-wins, at the precision every system has (ServiceNow and
     PagerDuty's REST API keep whole seconds); within one second the source wins."""
@@ -163,21 +168,29 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
                      target_seen: Mapping[str, str], seen_entries: tuple[str, ...] | list[str],
                      source_status: str, integration_user: str | None, stale: bool = False,
                      source: Incident | None = None, times: FieldTimes | None = None,
-                     written_at: datetime | None = None) -> Plan:
+                     written_at: datetime | None = None, target_written: Mapping[str, str] | None = None) -> Plan:
     """What a desk change means for the source: transitions per ``[back]`` and desk notes as source notes.
 
     A `stale` snapshot (read before the bridge's own last write to the ticket) only contributes its
-    journal entries: its state may predate that write and must not be read as a desk decision.
+    journal entries: its state may predate that write and must not be read as a desk decision, so the
+    ticket is read again (a refresh) and that fresh read decides.
     """
     back = mapping.back
     ops: list[PlannedOp] = []
     conflicts: list[dict[str, Any]] = []
     state = ticket.fields.get(back.state_field)
     previous = target_seen.get(back.state_field)
-    if state is not None and previous is not None and state != previous:
+    # The bridge's own write, seen after a desk decision was processed from an older snapshot (a late
+    # source change overwrote it): last written by the integration user, holding what the bridge wrote.
+    own_write = bool(integration_user) and ticket.updated_by == integration_user \
+        and state == (target_written or {}).get(back.state_field)
+    if state is not None and previous is not None and state != previous and not own_write:
         if stale:
             # Maybe a desk decision, maybe the state before our own write: read the ticket again.
-            ops.append(PlannedOp("target", "refresh", {"reason": f"state {state} read before the bridge's last write"}))
+            # Even when the bridge wrote last: a desk decision made just before that write shows in the
+            # same snapshot with the bridge as its last writer, and the next poll may never read it again.
+            ops.append(PlannedOp("target", "refresh",
+                                 {"reason": f"state {state} read before the bridge's last write"}))
         else:
             status = _back_status(back, state=state, previous=previous, source_status=source_status)
             if status:

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from bridge import audit
 from bridge.diff import (
+    WRITTEN_SOURCE_AT,
     FieldTimes,
     Plan,
     PlannedOp,
@@ -26,6 +27,7 @@ from bridge.diff import (
     plan_create,
     plan_desk_change,
     plan_source_update,
+    whole_second,
 )
 from bridge.errors import MappingError
 from bridge.model import Change, Incident, Ticket, TimelineEntry, parse_time
@@ -209,16 +211,18 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         seen = link.load("seen_entries")
         target_seen = link.load("target_seen")
         written = link.target_written_at
-        stale = written is not None and _aware(row.observed_at) < _aware(written)
+        target_written = link.load("target_written")
+        stale = written is not None and _aware(row.observed_at) < _aware(written) and not _decided_after(
+            ticket, target_written, runtime.integration_user(change.connection))
         source_state = link.load("source_state")
         times = FieldTimes(link.load("field_times"))
         plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
                                 seen_entries=seen, source_status=source_state.get("status", ""),
                                 integration_user=runtime.integration_user(change.connection), stale=stale,
                                 source=Incident.from_dict(source_state) if source_state else None, times=times,
-                                written_at=_aware(written) if written else None)
+                                written_at=_aware(written) if written else None, target_written=target_written)
         if runtime.connectors[route.source].is_chat:
-            _announce_instead(plan, route, ticket, target_seen, link.load("target_written"), stale=stale)
+            _announce_instead(plan, route, ticket, target_seen, target_written, stale=stale)
         link.save("field_times", times.data)
         if not stale:  # a snapshot read before our own last write says nothing about the desk's state now
             link.save("target_seen", {**target_seen, **observed_fields(route.mapping, ticket)})
@@ -230,6 +234,20 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         results.append({"route": route.name, "decision": plan.decision, "link": link.id,
                         "ops": [op.op for op in plan.ops], "echoes": plan.echoes})
     return results
+
+
+def _decided_after(ticket: Ticket, target_written: dict[str, Any], integration_user: str | None) -> bool:
+    """Whether a snapshot read before the bridge's last write still holds a desk decision that counts.
+
+    The bridge's write may carry an older source change (delivered late: retries, a busy queue); a
+    person's edit made after that source change is newer by last-writer-wins, even though the bridge's
+    write landed after it. Desk times have one-second resolution: a tie goes to the desk, as for state
+    everywhere else.
+    """
+    source_at = parse_time(target_written.get(WRITTEN_SOURCE_AT))
+    if source_at is None or (integration_user and ticket.updated_by == integration_user):
+        return False
+    return whole_second(ticket.updated_at) >= whole_second(source_at)
 
 
 def _plan_link(incident: Incident, change: Change) -> Plan:

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from bridge import audit
-from bridge.diff import observed_fields, whole_second
+from bridge.breakers import held_for, may_call, spares_attempt
+from bridge.diff import WRITTEN_SOURCE_AT, observed_fields, whole_second
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
 from bridge.ingest import store_changes
 from bridge.model import Change, Incident, format_time, parse_time
@@ -55,7 +57,14 @@ def deliver_due(runtime: Runtime, *, limit: int = 500) -> DeliveryStats:
             blocked.add(op.link_id)
             stats.waiting += 1
             continue
-        outcome = deliver_one(runtime, op.id)  # type: ignore[arg-type]
+        permit = may_call(runtime, op.connection)
+        if permit is None:  # the connection rests (breaker open) or waits out a 429: no attempt is used
+            blocked.add(op.link_id)
+            stats.waiting += 1
+            continue
+        outcome = deliver_one(runtime, op.id, probe=permit.probe)  # type: ignore[arg-type]
+        if outcome == "skipped" and permit.probe:
+            runtime.breakers.release(op.connection)
         if outcome == "delivered":
             stats.delivered += 1
         else:
@@ -68,18 +77,24 @@ def deliver_due(runtime: Runtime, *, limit: int = 500) -> DeliveryStats:
 
 
 def next_due_in(runtime: Runtime) -> float | None:
-    """Seconds until the earliest pending op is due (0 if one is due now), None if nothing is pending."""
+    """Seconds until the earliest pending op is due (0 if one is due now), None if nothing is pending.
+    An op of a connection that rests (breaker open, 429 pause) is due when the rest is over."""
     with Session(runtime.store.engine) as session:
-        op = session.exec(select(OutboxOp).where(OutboxOp.status == "pending")
-                          .order_by(OutboxOp.next_attempt_at).limit(1)).first()  # type: ignore[arg-type]
-    if op is None:
+        rows = session.exec(select(OutboxOp.connection, func.min(OutboxOp.next_attempt_at))
+                            .where(OutboxOp.status == "pending").group_by(OutboxOp.connection)).all()
+    if not rows:
         return None
     now = runtime.clock()
-    return max(0.0, (op.next_attempt_at.replace(tzinfo=now.tzinfo) - now).total_seconds())
+    return min(max(0.0, (due.replace(tzinfo=now.tzinfo) - now).total_seconds(), held_for(runtime, connection))
+               for connection, due in rows)
 
 
-def deliver_one(runtime: Runtime, op_id: int) -> str:
-    """Claim, perform and record one op: ``delivered``, ``retry``, ``dead`` or ``skipped``."""
+def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
+    """Claim, perform and record one op: ``delivered``, ``retry``, ``dead`` or ``skipped``.
+
+    How the call went is told to the connection's circuit breaker. `probe` marks the one op a half-open
+    breaker lets through: if the connection is still failing, that attempt is not held against the op.
+    """
     with runtime.store.transaction() as session:
         query = select(OutboxOp).where(OutboxOp.id == op_id, OutboxOp.status == "pending")
         if not runtime.store.is_sqlite:
@@ -95,12 +110,16 @@ def deliver_one(runtime: Runtime, op_id: int) -> str:
     try:
         result = _perform(runtime, connector, op, link)
     except (TransientError, ConflictError, AuthError) as exc:
-        return _fail(runtime, op, exc, retryable=True)
+        runtime.breakers.record(op.connection, exc)
+        return _fail(runtime, op, exc, retryable=True, counted=not spares_attempt(exc, probe=probe))
     except PermanentError as exc:
+        runtime.breakers.record(op.connection, exc)
         return _fail(runtime, op, exc, retryable=False)
     except Exception as exc:  # a bug must not kill the worker; the op is kept for replay
+        runtime.breakers.record(op.connection, exc)
         log.exception("outbox op %s failed unexpectedly", op.id)
         return _fail(runtime, op, exc, retryable=False)
+    runtime.breakers.record(op.connection, None)
     _record_success(runtime, op, result, status=getattr(connector.session, "last_status", None))
     runtime.metrics.ops_delivered.labels(op.connection, op.op).inc()
     return "delivered"
@@ -156,10 +175,11 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
         connector.update(link.source_id, payload["fields"])
         return {"source_fields": payload["fields"]}
     if op.op == "announce":
-        changes = tuple(FieldChange(**change) for change in payload["changes"])
-        connector.announce(link.source_id, Announcement(desk=runtime.label(link.target_connection),  # type: ignore[attr-defined]
-                                                        number=payload["number"], url=payload["url"],
-                                                        changes=changes, actor=payload.get("actor")))
+        if not (retrying and connector.has_note(link.source_id, tag)):
+            changes = tuple(FieldChange(**change) for change in payload["changes"])
+            connector.announce(link.source_id, Announcement(  # type: ignore[attr-defined]
+                desk=runtime.label(link.target_connection), number=payload["number"], url=payload["url"],
+                changes=changes, actor=payload.get("actor"), tag=tag))
         return {}
     if op.op == "note":
         record = link.source_id if op.side == "source" else link.target_id
@@ -266,7 +286,11 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             link.save("target_seen", {**link.load("target_seen"), **result["seen"]})
         if "fields" in result and op.side == "target":
             link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
-            link.save("target_written", {**link.load("target_written"), **result["fields"]})
+            # Also when the source change behind this write happened: a desk decision read before this
+            # write landed but made after that change is newer, and must still count (engine).
+            source_at = json.loads(op.payload).get("at")
+            stamp = {WRITTEN_SOURCE_AT: source_at} if source_at else {}
+            link.save("target_written", {**link.load("target_written"), **result["fields"], **stamp})
         if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()
         written = {"status": result["status"]} if op.op == "transition" else result.get("source_fields") or {}
@@ -339,13 +363,18 @@ def _backoff(runtime: Runtime, attempts: int, hinted: float | None) -> float:
     return max(delay, hinted or 0.0)
 
 
-def _fail(runtime: Runtime, op: OutboxOp, exc: Exception, *, retryable: bool) -> str:
+def _fail(runtime: Runtime, op: OutboxOp, exc: Exception, *, retryable: bool, counted: bool = True) -> str:
+    """Reschedule or dead-letter a failed op; `counted=False` gives the attempt back (see `deliver_one`)."""
     message = str(exc) if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
     runtime.metrics.ops_failed.labels(op.connection, op.op, type(exc).__name__).inc()
-    give_up = not retryable or op.attempts >= runtime.config.sync.max_attempts
+    give_up = not retryable or (counted and op.attempts >= runtime.config.sync.max_attempts)
     with runtime.store.transaction() as session:
         row = session.get(OutboxOp, op.id)
         assert row is not None
+        if not counted:
+            # Never below 1: "attempts > 1" is how the next try knows an earlier one may have landed
+            # (and looks for its note marker before writing again).
+            row.attempts = max(1, row.attempts - 1)
         row.last_error = message
         if not give_up:
             hinted = exc.retry_after if isinstance(exc, ConnectorError) else None

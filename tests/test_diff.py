@@ -192,3 +192,43 @@ def test_announcement_is_silent_about_the_bridges_own_writes_and_unknown_baselin
     # the announce fields are part of what the bridge remembers of the desk, so the next change has a "before"
     assert observed_fields(mapping, ticket(state="2", assigned_to="Bob", other="x")) == {
         "state": "2", "assigned_to": "Bob"}
+
+
+def test_the_bridges_own_late_write_seen_after_a_desk_resolve_is_not_a_desk_reopen(mapping) -> None:  # type: ignore[no-untyped-def]
+    # The desk resolved (6, processed); a source change older than that resolve was delivered late and
+    # wrote 2. Its snapshot, last written by the bridge with the bridge's value, must not reopen anything.
+    own = Ticket(connection="servicenow", id="sys1", number="INC0010001", url="u", fields={"state": "2"},
+                 updated_at=T0, updated_by="itsm.bridge")
+    plan = plan_desk_change(mapping, ticket=own, entries=(), target_seen={"state": "6"}, seen_entries=[],
+                            source_status="resolved", integration_user="itsm.bridge",
+                            target_written={"state": "2"})
+    assert not [op for op in plan.ops if op.op == "transition"]
+    # The same state set by a person is a decision (a reopen where the route allows it).
+    person = Ticket(connection="servicenow", id="sys1", number="INC0010001", url="u", fields={"state": "2"},
+                    updated_at=T0, updated_by="jane.doe")
+    reopening = compile_mapping("reopen", MappingSpec.model_validate(
+        {**load_preset("pagerduty-servicenow"), "back": {**load_preset("pagerduty-servicenow")["back"],
+                                                         "reopen": True, "reopen_states": ["2"],
+                                                         "acknowledge_states": []}}))
+    plan = plan_desk_change(reopening, ticket=person, entries=(), target_seen={"state": "6"}, seen_entries=[],
+                            source_status="resolved", integration_user="itsm.bridge",
+                            target_written={"state": "2"})
+    assert [op.payload["status"] for op in plan.ops if op.op == "transition"] == ["triggered"]
+
+
+def test_a_desk_decision_read_before_a_late_bridge_write_still_counts() -> None:
+    from datetime import timedelta
+
+    from bridge.diff import WRITTEN_SOURCE_AT
+    from bridge.engine import _decided_after
+
+    written = {"state": "1", WRITTEN_SOURCE_AT: (T0 - timedelta(seconds=3)).isoformat()}
+    desk = Ticket(connection="servicenow", id="s", number="INC1", url="u", fields={"state": "6"}, updated_at=T0,
+                  updated_by="jane.doe")
+    assert _decided_after(desk, written, "itsm.bridge")  # made after the source change the write carried
+    older = Ticket(connection="servicenow", id="s", number="INC1", url="u", fields={"state": "6"},
+                   updated_at=T0 - timedelta(seconds=5), updated_by="jane.doe")
+    assert not _decided_after(older, written, "itsm.bridge")  # older than it: the write rightly replaced it
+    ours = Ticket(connection="servicenow", id="s", number="INC1", url="u", fields={"state": "6"}, updated_at=T0,
+                  updated_by="itsm.bridge")
+    assert not _decided_after(ours, written, "itsm.bridge")

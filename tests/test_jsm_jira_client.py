@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bridge.errors import AuthError, NotFoundError, PermanentError
+from bridge.errors import AuthError, ConflictError, NotFoundError, PermanentError
 from bridge.http import RetryingSession, build_session
 from connectors.jsm.connector import JsmConnector
 from connectors.jsm.simulator import JsmSimulator
@@ -154,3 +154,20 @@ def test_errors_are_typed(sim: JsmSimulator) -> None:
     with pytest.raises(AuthError):
         intruder.get(key)
     assert not connect(sim, project="NOPE").check().ok
+
+
+def test_an_agent_moving_the_issue_mid_transition_is_a_conflict_to_retry_not_a_dead_letter(sim: JsmSimulator) -> None:
+    jsm = connect(sim)
+    ref = jsm.create({"summary": "Card declines"}, correlation_id="pagerduty:PRACE01")
+    real_transitions = jsm.client.transitions
+
+    def agent_resolves_right_after_we_read(key: str, **kwargs: object) -> object:
+        listed = real_transitions(key, **kwargs)
+        sim.desk_transition(ref.id, "Resolve")  # the agent is faster than our POST
+        jsm.client.transitions = real_transitions  # only once
+        return listed
+
+    jsm.client.transitions = agent_resolves_right_after_we_read
+    with pytest.raises(ConflictError, match="changed status"):
+        jsm.update(ref.id, {"state": "In Progress"})
+    assert sim.issue(ref.id)["fields"]["status"]["name"] == "Resolved"  # the agent's decision stands

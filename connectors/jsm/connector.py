@@ -42,6 +42,7 @@ from jira.exceptions import JIRAError
 from bridge.errors import (
     AuthError,
     ConfigError,
+    ConflictError,
     ConfigProblem,
     ConnectorError,
     NotFoundError,
@@ -299,8 +300,20 @@ class JsmConnector(Connector):
     def _take(self, key: str, chosen: Mapping[str, Any], resolution: str | None) -> None:
         extra = {"resolution": {"name": resolution or self.resolution}} if "resolution" in (chosen.get("fields") or {}) else {}
         # Not `JIRA.transition_issue`: it sends the id as a number, where the API describes a string.
-        self._rest("POST", f"issue/{key}/transitions", body={"transition": {"id": str(chosen["id"])}, "fields": extra},
-                   what=f"transition {key} with {chosen['name']!r}", sent=extra)
+        try:
+            self._rest("POST", f"issue/{key}/transitions", body={"transition": {"id": str(chosen["id"])},
+                                                                 "fields": extra},
+                       what=f"transition {key} with {chosen['name']!r}", sent=extra)
+        except PermanentError as exc:
+            if exc.status != 400 or isinstance(exc, (AuthError, NotFoundError)):
+                raise
+            # An agent moved the issue between our read of its transitions and this post: not a bad
+            # request, a race. Retried, the move is planned again from the status it has now.
+            now = self._wire(f"read transitions of {key}", lambda: self.client.transitions(key))
+            if any(str(t["id"]) == str(chosen["id"]) for t in now):
+                raise
+            raise ConflictError(f"{self.name}: {key} changed status while being moved with {chosen['name']!r}; "
+                                "will plan the move again", connection=self.name, status=400) from exc
 
     def add_note(self, record_id: str, text: str) -> None:
         """An internal comment (agents see it; the customer portal does not)."""

@@ -68,6 +68,9 @@ instance_url = "{sn_url}"
 username = "file:secrets/servicenow-user"
 password = "file:secrets/servicenow-password"
 poll_interval = 1
+# The demo compresses a day into seconds (desks polled every second, on loopback): it needs far more
+# than a real desk's default pace (600/min); 429s from the simulators still rest the connection.
+rate_limit_per_minute = 6000
 
 [connections.jsm]
 type = "jsm"
@@ -77,6 +80,7 @@ api_token = "file:secrets/jsm-api-token"
 project = "OPS"
 poll_interval = 1
 poll_overlap_seconds = 5
+rate_limit_per_minute = 6000
 
 [[routes]]
 name = "{slug}-to-servicenow"
@@ -139,10 +143,10 @@ def run_demo(*, incidents: int = 24, workdir: Path | None = None, seed: int = 7,
         jsm=JsmSimulator(users={creds["jsm-email"]: creds["jsm-api-token"]},
                          faults=Faults(server_error_rate=0.03, rate_limit_rate=0.01, seed=seed + 2)).start())
     config_path = workdir / "config.toml"
+    source_block = tool.connection_block(world.src, workdir / "secrets", incidents)
     config_path.write_text(CONFIG_TEMPLATE.format(db=(workdir / "itsm-bridge.db").as_posix(), port=free_port(),
-                                                  slug=tool.slug, source_block=tool.connection.format(url=world.src.url),
-                                                  sn_url=world.sn.url, jsm_url=world.jsm.url),
-                           encoding="utf-8")
+                                                  slug=tool.slug, source_block=source_block, sn_url=world.sn.url,
+                                                  jsm_url=world.jsm.url), encoding="utf-8")
     config = load_config(config_path)
     runtime = Runtime.build(config)
     runtime.store.create_schema()

@@ -62,13 +62,13 @@ def play_responders(world: World, scenario: Scenario, rng: random.Random, count:
         incident = source.open(src, service, rng.choice(TITLES).format(s=service), who, rng.random() < 0.6)
         scenario.incidents.append(incident)
         if rng.random() < 0.8:
-            src.acknowledge(incident, user=who)
+            source.acknowledge(src, incident, who)
         if rng.random() < 0.7:
             text = f"Investigating {service}: {rng.choice(('rolled back deploy', 'scaled out', 'failing over'))}"
-            src.add_note(incident, text, user=who)
+            source.note(src, incident, text, who)
             scenario.responder_notes.setdefault(incident, []).append(text)
-        if rng.random() < 0.5:
-            src.set_priority(incident, rng.choice(source.priorities), user=who)
+        if rng.random() < 0.5 and source.priorities:
+            source.set_priority(src, incident, rng.choice(source.priorities), who)
         if rng.random() < 0.3 and source.reassign is not None:
             source.reassign(src, incident, rng.choice([r for r in RESPONDERS if r != who]), who)
 
@@ -96,7 +96,7 @@ def play_desks_and_resolutions(world: World, scenario: Scenario, rng: random.Ran
             world.jsm.desk_transition(issue["key"], "Resolve", user=JSM_AGENT)
             scenario.resolved_on[incident] = "jsm"
         elif roll < 0.8:
-            world.src.resolve(incident, user=rng.choice(RESPONDERS))
+            world.source.resolve(world.src, incident, rng.choice(RESPONDERS))
 
 
 def missing_tickets(world: World, scenario: Scenario) -> list[str]:
@@ -122,15 +122,18 @@ def _incident_problems(world: World, scenario: Scenario, incident: str) -> list[
         return [f"{incident}: {len(tickets)} ServiceNow tickets and {len(issues)} JSM issues"]
     ticket, issue = tickets[0], issues[0]
     label = world.source.label
-    status = world.source.status(world.src.incident(incident))
+    status = world.source.status_of(world.src, incident)
     problems = []
-    if incident in scenario.resolved_on and status != "resolved":
+    if status is not None and incident in scenario.resolved_on and status != "resolved":
         problems.append(f"{incident}: resolved on {scenario.resolved_on[incident]} but {status} in {label}")
-    if ticket["state"] not in SN_STATE[status]:
-        problems.append(f"{incident}: {label} {status} but {ticket['number']} state {ticket['state']}")
+    # A chat channel has no status to pass on: each desk keeps its own decision.
+    sn_status = status or ("resolved" if scenario.resolved_on.get(incident) == "servicenow" else "triggered")
+    jsm_expected = status or ("resolved" if scenario.resolved_on.get(incident) == "jsm" else "triggered")
+    if ticket["state"] not in SN_STATE[sn_status]:
+        problems.append(f"{incident}: {label} {sn_status} but {ticket['number']} state {ticket['state']}")
     jsm_status = issue["fields"]["status"]["name"]
-    if jsm_status not in JSM_STATUS[status]:
-        problems.append(f"{incident}: {label} {status} but {issue['key']} is {jsm_status}")
+    if jsm_status not in JSM_STATUS[jsm_expected]:
+        problems.append(f"{incident}: {label} {jsm_expected} but {issue['key']} is {jsm_status}")
     journal = " ".join(row["value"] for row in world.sn.journal(ticket["sys_id"]))
     comments = " ".join(comment["body"] for comment in world.jsm.comments(issue["key"]))
     for text in scenario.responder_notes.get(incident, []):
@@ -145,6 +148,11 @@ def _incident_problems(world: World, scenario: Scenario, incident: str) -> list[
     for number in (ticket["number"], issue["key"]):
         if not any(number in note and MARKER_PREFIX in note for note in notes):
             problems.append(f"{incident}: no note in {label} linking {number}")
+    resolved_on = scenario.resolved_on.get(incident)
+    if world.source.chat and resolved_on:
+        number = ticket["number"] if resolved_on == "servicenow" else issue["key"]
+        if not any(number in note and ("Resolved" in note or "Done" in note) for note in notes):
+            problems.append(f"{incident}: the resolve of {number} was not announced in the channel")
     return problems
 
 

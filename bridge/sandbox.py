@@ -64,7 +64,7 @@ def _source(name: str, *, host: str, port: int, webhook_url: str | None, token: 
     lines = [f"{source.label} simulator: {sim.url}",
              f"  API token:          {token}",
              f"  webhook secret:     {secret}",
-             f"  webhooks to:        {webhook_url or '(none: pass --webhook-url)'}"]
+             f"  webhooks to:        {webhook_url or '(none: pass --webhook-url)'}", *source.sandbox_lines(sim)]
     if name == "pagerduty":
         lines.append("  try: curl -X POST -H 'Authorization: Token token=" + token + "' -H 'From: alice@example.com' "
                      "-H 'Content-Type: application/json' " + sim.url + "/incidents -d "

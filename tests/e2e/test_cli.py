@@ -155,15 +155,18 @@ def test_sandbox_serves_both_apis_with_the_given_credentials_and_signs_webhooks(
         receiver.shutdown()
 
 
-SANDBOX_PROBES = {  # tool -> (list path, Authorization header for token "tok-456")
-    "opsgenie": ("/v2/alerts", "GenieKey tok-456"),
-    "rootly": ("/v1/incidents", "Bearer tok-456"),
-    "incidentio": ("/v2/incidents", "Bearer tok-456"),
+SANDBOX_PROBES = {  # tool -> (its label, a path its API answers, the credential header for token "tok-456")
+    "opsgenie": ("Opsgenie", "/v2/alerts", {"Authorization": "GenieKey tok-456"}),
+    "rootly": ("Rootly", "/v1/incidents", {"Authorization": "Bearer tok-456"}),
+    "incidentio": ("incident.io", "/v2/incidents", {"Authorization": "Bearer tok-456"}),
+    "grafana_oncall": ("Grafana OnCall", "/api/v1/alert_groups/", {"Authorization": "tok-456"}),
+    "squadcast": ("Squadcast", "/oauth/access-token", {"X-Refresh-Token": "tok-456"}),
 }
 
 
 def test_sandbox_starts_any_responder_tool_with_the_given_token() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "bridge", "sandbox", *SANDBOX_PROBES, "jsm", "--token", "tok-456"],
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "sandbox", *SANDBOX_PROBES, "slack", "teams", "jsm",
+                                "--token", "tok-456"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -172,13 +175,15 @@ def test_sandbox_starts_any_responder_tool_with_the_given_token() -> None:
             line = process.stdout.readline()  # type: ignore[union-attr]
             assert line, "".join(lines)
             lines.append(line)
-        urls = dict(re.findall(r"^(\S+) simulator: +(\S+)", "".join(lines), flags=re.M))
-        assert set(urls) == {"Opsgenie", "Rootly", "incident.io", "JSM"}, urls
-        for label, tool in (("Opsgenie", "opsgenie"), ("Rootly", "rootly"), ("incident.io", "incidentio")):
-            path, auth = SANDBOX_PROBES[tool]
-            assert requests.get(urls[label] + path, headers={"Authorization": auth}, timeout=5).status_code == 200
-            assert requests.get(urls[label] + path, timeout=5).status_code == 401
-        assert "JSM simulator" in "".join(lines)
+        urls = dict(re.findall(r"^(.+?) simulator: +(\S+)", "".join(lines), flags=re.M))
+        assert set(urls) == {label for label, _, _ in SANDBOX_PROBES.values()} | {"JSM", "Slack", "Microsoft Teams"}
+        web_api = re.search(r"Web API \(api_url\): +(\S+)", "".join(lines)).group(1)  # type: ignore[union-attr]
+        answer = requests.post(f"{web_api}/auth.test", headers={"Authorization": "Bearer tok-456"}, timeout=5).json()
+        assert answer["ok"] is True
+        assert requests.post(f"{web_api}/auth.test", timeout=5).json() == {"ok": False, "error": "not_authed"}
+        for label, path, credential in SANDBOX_PROBES.values():
+            assert requests.get(urls[label] + path, headers=credential, timeout=5).status_code == 200, label
+            assert requests.get(urls[label] + path, timeout=5).status_code in (401, 403), label
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

@@ -61,6 +61,9 @@ class SyncConfig(_Strict):
     max_backoff_seconds: float = Field(300.0, gt=0)
     http_attempts: int = Field(4, ge=1, description="tries per HTTP request before the outbox takes over")
     http_max_wait_seconds: float = Field(10.0, gt=0)
+    claim_lease_seconds: float = Field(
+        60.0, gt=0, description="PostgreSQL replicas: how long a claimed write stays invisible to the other "
+                                "replicas (longer than a write can take); after a crash it is retried then")
 
 
 class PagerDutyConnection(ConnectionLimits, _Strict):

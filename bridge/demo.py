@@ -160,6 +160,11 @@ def run_demo(*, incidents: int = 24, workdir: Path | None = None, seed: int = 7,
         play_responders(world, scenario, rng, incidents)
         progress(f"triggered {incidents} incidents; waiting for tickets on both desks")
         _wait(lambda: missing_tickets(world, scenario), timeout=timeout / 2, daemon=daemon)
+        # Agents open a ticket once it is there and act on it seconds later, not in the millisecond the
+        # bridge is still writing the responders' updates to it: they wait for the bridge to settle.
+        # (A desk change landing between the bridge's read of a ticket and its write can be overwritten:
+        # Jira and ServiceNow have no conditional write. See the README's "Two-way sync" notes.)
+        _wait(lambda: _busy(runtime), timeout=timeout / 4, daemon=daemon)
         play_desks_and_resolutions(world, scenario, rng)
         progress("desk agents and responders acted; waiting for all three systems to agree")
         problems = _wait(lambda: convergence_problems(world, runtime, scenario),
@@ -207,6 +212,12 @@ def _write_secrets(workdir: Path, tool: DemoSource) -> dict[str, str]:
     (folder / "evidence-signing-key.pem").write_bytes(key)
     (folder / "evidence-signing-key.pem").chmod(0o600)
     return values
+
+
+def _busy(runtime: Runtime) -> list[str]:
+    depths = queue_depths(runtime.store)
+    return [f"{depths['inbox_pending']} in inbox, {depths['outbox_pending']} in outbox"] \
+        if depths["inbox_pending"] or depths["outbox_pending"] else []
 
 
 def _wait(check: Callable[[], list[str]], *, timeout: float, daemon: Daemon) -> list[str]:

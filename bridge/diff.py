@@ -48,6 +48,8 @@ class Plan:
 #: Key in a link's ``target_written`` holding the source time of the bridge's last write (never a field name:
 #: desk field names cannot start with ``@``).
 WRITTEN_SOURCE_AT = "@source_at"
+#: ... and the state the desk showed before the bridge last wrote the state.
+WRITTEN_STATE_BEFORE = "@state_before"
 
 
 def whole_second(moment: datetime) -> datetime:

@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from bridge import audit
 from bridge.diff import (
     WRITTEN_SOURCE_AT,
+    WRITTEN_STATE_BEFORE,
     FieldTimes,
     Plan,
     PlannedOp,
@@ -30,7 +31,7 @@ from bridge.diff import (
     whole_second,
 )
 from bridge.errors import MappingError
-from bridge.model import Change, Incident, Ticket, TimelineEntry, parse_time
+from bridge.model import Change, Incident, Ticket, TimelineEntry, format_time, parse_time
 from bridge.routing import Route
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
@@ -212,8 +213,10 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         target_seen = link.load("target_seen")
         written = link.target_written_at
         target_written = link.load("target_written")
-        stale = written is not None and _aware(row.observed_at) < _aware(written) and not _decided_after(
-            ticket, target_written, runtime.integration_user(change.connection))
+        read_before_write = written is not None and _aware(row.observed_at) < _aware(written)
+        late_decision = read_before_write and _decided_after(
+            ticket, target_written, runtime.integration_user(change.connection), route.mapping.back.state_field)
+        stale = read_before_write and not late_decision
         source_state = link.load("source_state")
         times = FieldTimes(link.load("field_times"))
         plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
@@ -221,6 +224,8 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
                                 integration_user=runtime.integration_user(change.connection), stale=stale,
                                 source=Incident.from_dict(source_state) if source_state else None, times=times,
                                 written_at=_aware(written) if written else None, target_written=target_written)
+        if late_decision and any(op.op == "transition" for op in plan.ops):
+            _restore_desk_state(plan, route, ticket)
         if runtime.connectors[route.source].is_chat:
             _announce_instead(plan, route, ticket, target_seen, target_written, stale=stale)
         link.save("field_times", times.data)
@@ -236,18 +241,32 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
     return results
 
 
-def _decided_after(ticket: Ticket, target_written: dict[str, Any], integration_user: str | None) -> bool:
+def _decided_after(ticket: Ticket, target_written: dict[str, Any], integration_user: str | None,
+                   state_field: str | None = None) -> bool:
     """Whether a snapshot read before the bridge's last write still holds a desk decision that counts.
 
     The bridge's write may carry an older source change (delivered late: retries, a busy queue); a
     person's edit made after that source change is newer by last-writer-wins, even though the bridge's
-    write landed after it. Desk times have one-second resolution: a tie goes to the desk, as for state
-    everywhere else.
+    write landed after it. Only a state the bridge neither wrote nor replaced can be such a decision (a
+    snapshot showing the state from before the write is just older: a person commented, say). Desk times
+    have one-second resolution: a tie goes to the desk, as for state everywhere else.
     """
     source_at = parse_time(target_written.get(WRITTEN_SOURCE_AT))
     if source_at is None or (integration_user and ticket.updated_by == integration_user):
         return False
+    state_field = state_field or "state"
+    state = ticket.fields.get(state_field)
+    if state in (target_written.get(state_field), target_written.get(WRITTEN_STATE_BEFORE)):
+        return False  # the state the bridge wrote, or the one it replaced: no decision of the desk's
     return whole_second(ticket.updated_at) >= whole_second(source_at)
+
+
+def _restore_desk_state(plan: Plan, route: Route, ticket: Ticket) -> None:
+    """A desk decision the bridge's late write overwrote is put back on the ticket (besides flowing to
+    the source): the source's own event about it is then an echo, and would not restore it."""
+    field = route.mapping.back.state_field
+    plan.ops.append(PlannedOp("target", "update", {"fields": {field: ticket.fields[field]}, "note": "",
+                                                   "at": format_time(ticket.updated_at)}))
 
 
 def _plan_link(incident: Incident, change: Change) -> Plan:

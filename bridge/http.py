@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = (5.0, 30.0)
+#: Inside `RetryingSession.prompt()`: the longest a request may wait for the rate limit (seconds).
+PROMPT_WAIT = 0.05
 
 _SECRET_PARAMS = re.compile(r"(?i)((?:token|password|secret|api_key|key|sig)=)[^&\s]+")
 
@@ -116,6 +119,21 @@ class RetryingSession(requests.Session):
         self.limiter = limiter or RateLimiter(None)
         self._last = threading.local()
 
+    @contextmanager
+    def prompt(self) -> Iterator[None]:
+        """For a write that must follow the read it depends on at once (read-before-write guards).
+
+        Inside, each request is tried once and never waits for the rate limit (beyond `PROMPT_WAIT`): a
+        desk agent acting during a wait would be overwritten by a write decided on the earlier read. A
+        request that cannot go at once fails (TransientError / RateLimited), and the outbox retries read
+        and write together.
+        """
+        self._last.prompt = True
+        try:
+            yield
+        finally:
+            self._last.prompt = False
+
     @property
     def last_status(self) -> int | None:
         """HTTP status of the last response this thread received (for the audit trail)."""
@@ -124,8 +142,9 @@ class RetryingSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
+        prompt = getattr(self._last, "prompt", False)
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(1 if prompt else self.attempts),
             wait=_WaitRetryAfter(initial=self.initial_wait, maximum=self.max_wait),
             retry=(retry_if_exception_type((requests.ConnectionError, requests.Timeout))
                    | retry_if_result(lambda response: response.status_code in RETRY_STATUSES)),
@@ -139,7 +158,7 @@ class RetryingSession(requests.Session):
 
     def _send_paced(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
         """One attempt: wait for the connection's rate limit, send, and let a 429 slow the connection."""
-        self.limiter.acquire()
+        self.limiter.acquire(max_wait=PROMPT_WAIT if getattr(self._last, "prompt", False) else None)
         response = super().send(request, **kwargs)  # type: ignore[arg-type]
         if response.status_code == 429:
             self.limiter.pause(pause_after_429(response))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,10 +23,10 @@ from sqlmodel import Session, select
 
 from bridge import audit
 from bridge.breakers import held_for, may_call, spares_attempt
-from bridge.diff import WRITTEN_SOURCE_AT, observed_fields, whole_second
+from bridge.diff import WRITTEN_SOURCE_AT, WRITTEN_STATE_BEFORE, observed_fields, whole_second
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
 from bridge.ingest import store_changes
-from bridge.model import Change, Incident, format_time, parse_time
+from bridge.model import Change, Incident, Ticket, format_time, parse_time
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
 from bridge.store import DeadLetter, Link, OutboxOp
@@ -95,14 +96,20 @@ def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
     How the call went is told to the connection's circuit breaker. `probe` marks the one op a half-open
     breaker lets through: if the connection is still failing, that attempt is not held against the op.
     """
+    now = runtime.clock()
     with runtime.store.transaction() as session:
         query = select(OutboxOp).where(OutboxOp.id == op_id, OutboxOp.status == "pending")
         if not runtime.store.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
+            # Several replicas: only a due op can be claimed, and claiming it moves it out of sight for
+            # the lease, so no other replica performs it while this one is in the call. A crash mid-call
+            # leaves it to be retried when the lease runs out (idempotently: find, marker, read-back).
+            query = query.where(OutboxOp.next_attempt_at <= now).with_for_update(skip_locked=True)
         op = session.exec(query).first()
         if op is None:
             return "skipped"
         op.attempts += 1
+        if not runtime.store.is_sqlite:
+            op.next_attempt_at = now + timedelta(seconds=runtime.config.sync.claim_lease_seconds)
         session.add(op)
         link = session.get(Link, op.link_id)
     assert op is not None and link is not None
@@ -145,12 +152,20 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
         return _link_existing(runtime, connector, op, link, payload["number"])
     if op.op == "update" and op.side == "target":
         fields = _with_note(runtime, op, payload, tag)
-        conflicts = _desk_newer(runtime, connector, op, link, payload, fields)
         note_field = _notes_field(runtime, op)
         if retrying and fields.get(note_field) and connector.has_note(link.target_id, tag):  # type: ignore[arg-type]
             fields.pop(note_field)
+        conflicts, read = _desk_newer(runtime, connector, op, link, payload, fields)
         if fields:
-            connector.update(link.target_id, fields)  # type: ignore[arg-type]
+            # Right after the guard's read: no waiting in between, or a desk decision made meanwhile
+            # would be overwritten by a write decided on the older read; where the desk can check the
+            # state is still the one read (JSM), it does.
+            update_if = getattr(connector, "update_if", None)
+            with _prompt(connector.session) if read is not None else nullcontext():
+                if read is not None and update_if is not None:
+                    update_if(link.target_id, fields, expect=read.fields)
+                else:
+                    connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
         return {"fields": sent, "conflicts": conflicts}
     if op.op == "raise":
@@ -206,22 +221,23 @@ def _link_existing(runtime: Runtime, connector: Connector, op: OutboxOp, link: L
 
 
 def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link,
-                payload: dict[str, Any], fields: dict[str, str]) -> list[dict[str, Any]]:
+                payload: dict[str, Any], fields: dict[str, str]) -> tuple[list[dict[str, Any]], Ticket | None]:
     """Last writer wins for the ticket's state and two-way fields: read the ticket before overwriting.
 
     The op was planned from a source change at ``payload["at"]``. A field the desk has changed since
     the bridge last wrote it, in a record updated later than that source change, keeps the desk's value:
     it is left out of this write, the ticket is read again afterwards so the decision flows back, and
-    each such decision is returned for the audit trail.
+    each such decision is returned for the audit trail, with the ticket as read (None when nothing was
+    guarded and nothing read).
     """
     route = runtime.route(op.route)
     if route is None or not payload.get("at") or not link.target_id:
-        return []
+        return [], None
     guarded = [name for name in fields if name == route.mapping.back.state_field
                or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
     source_at = parse_time(payload["at"])
     if not guarded or source_at is None:
-        return []
+        return [], None
     current = connector.get(link.target_id)
     written = link.load("target_written")  # what the bridge itself last put there (not what it last read)
     conflicts = []
@@ -238,7 +254,13 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
         conflicts.append({"field": name, "source_value": fields.pop(name), "desk_value": desk_value,
                           "winner": "desk", "source_at": format_time(source_at),
                           "desk_at": format_time(current.updated_at)})
-    return conflicts
+    return conflicts, current
+
+
+def _prompt(session: Any) -> Any:
+    """The session's no-wait mode for a write right after its guard's read (a plain session has none)."""
+    prompt = getattr(session, "prompt", None)
+    return prompt() if prompt is not None else nullcontext()
 
 
 def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: Link) -> None:
@@ -285,11 +307,16 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         if result.get("seen"):
             link.save("target_seen", {**link.load("target_seen"), **result["seen"]})
         if "fields" in result and op.side == "target":
-            link.save("target_seen", {**link.load("target_seen"), **result["fields"]})
-            # Also when the source change behind this write happened: a desk decision read before this
-            # write landed but made after that change is newer, and must still count (engine).
+            seen = link.load("target_seen")
+            link.save("target_seen", {**seen, **result["fields"]})
+            # Also when the source change behind this write happened, and the state the desk showed
+            # before it: a desk decision read before this write landed but made after that change is
+            # newer, and must still count (engine); the state before the write is not such a decision.
             source_at = json.loads(op.payload).get("at")
+            route = runtime.route(op.route)
             stamp = {WRITTEN_SOURCE_AT: source_at} if source_at else {}
+            if route is not None and route.mapping.back.state_field in result["fields"]:
+                stamp[WRITTEN_STATE_BEFORE] = seen.get(route.mapping.back.state_field)
             link.save("target_written", {**link.load("target_written"), **result["fields"], **stamp})
         if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()

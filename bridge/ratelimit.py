@@ -100,15 +100,17 @@ class RateLimiter:
     def burst(self) -> int | None:
         return self._bucket.burst if self._bucket else None
 
-    def acquire(self) -> float:
-        """Wait for this connection's next slot; the seconds waited. `RateLimited` past `max_wait`."""
+    def acquire(self, *, max_wait: float | None = None) -> float:
+        """Wait for this connection's next slot; the seconds waited. `RateLimited` past `max_wait`
+        (default: the limiter's own)."""
         if self._bucket is None:
             return 0.0
+        limit = self.max_wait if max_wait is None else max_wait
         with self._lock:
             wait = self._bucket.reserve(self._clock())
-            if wait > self.max_wait:
+            if wait > limit:
                 self._bucket.refund()
-        if wait > self.max_wait:
+        if wait > limit:
             raise RateLimited(f"{self.connection}: paced by the bridge's rate limit "
                               f"({self._bucket.rate_per_minute:g}/min, or the server's Retry-After): "
                               f"next request allowed in {wait:.1f}s", connection=self.connection,

@@ -219,7 +219,7 @@ def test_the_bridges_own_late_write_seen_after_a_desk_resolve_is_not_a_desk_reop
 def test_a_desk_decision_read_before_a_late_bridge_write_still_counts() -> None:
     from datetime import timedelta
 
-    from bridge.diff import WRITTEN_SOURCE_AT
+    from bridge.diff import WRITTEN_SOURCE_AT, WRITTEN_STATE_BEFORE
     from bridge.engine import _decided_after
 
     written = {"state": "1", WRITTEN_SOURCE_AT: (T0 - timedelta(seconds=3)).isoformat()}
@@ -232,3 +232,9 @@ def test_a_desk_decision_read_before_a_late_bridge_write_still_counts() -> None:
     ours = Ticket(connection="servicenow", id="s", number="INC1", url="u", fields={"state": "6"}, updated_at=T0,
                   updated_by="itsm.bridge")
     assert not _decided_after(ours, written, "itsm.bridge")
+    # A person commented while the bridge's resolve was in flight: the snapshot shows the state the
+    # bridge then replaced, which is not a decision (it would reopen the incident).
+    resolved = {"state": "6", WRITTEN_SOURCE_AT: (T0 - timedelta(seconds=3)).isoformat(), WRITTEN_STATE_BEFORE: "2"}
+    commented = Ticket(connection="servicenow", id="s", number="INC1", url="u", fields={"state": "2"},
+                       updated_at=T0, updated_by="jane.doe")
+    assert not _decided_after(commented, resolved, "itsm.bridge")

@@ -66,3 +66,19 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
 
 def test_redaction_masks_credentials() -> None:
     assert redact_url("https://u:pw@x.example.com/a?token=abc&x=1") == "https://***:***@x.example.com/a?token=***&x=1"
+
+
+@responses.activate
+def test_a_prompt_write_is_tried_once_and_never_waits_for_the_rate_limit() -> None:
+    from bridge.ratelimit import RateLimited, RateLimiter
+
+    responses.add(responses.PATCH, URL, status=503, json={"error": {"message": "busy"}})
+    slept: list[float] = []
+    limiter = RateLimiter(60, burst=1, connection="servicenow", clock=lambda: 0.0, sleep=slept.append)
+    session = build_session(attempts=4, initial_wait=0.001, max_wait=0.01, limiter=limiter)
+    with session.prompt(), pytest.raises(TransientError):
+        call(session, "PATCH", URL, connection="servicenow", what="update ticket")
+    assert len(responses.calls) == 1  # not retried inside: the outbox retries the read and the write
+    with session.prompt(), pytest.raises(RateLimited):  # the bucket is empty: a second would wait 1 s
+        call(session, "PATCH", URL, connection="servicenow", what="update ticket")
+    assert slept == [] and len(responses.calls) == 1

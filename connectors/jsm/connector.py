@@ -242,8 +242,28 @@ class JsmConnector(Connector):
         for text, internal in notes:
             self._comment(key, text, internal=internal)
         if state:
-            self._move(key, state, resolution)
+            # Never reopen here: an agent who resolved the issue the moment it appeared made the newer
+            # decision, and the next poll carries it back to the source.
+            self._move(key, state, resolution, reopen=False)
         return self._ref(key)
+
+    def update_if(self, record_id: str, fields: Mapping[str, str], *, expect: Mapping[str, str]) -> None:
+        """`update`, but the status moves only if the issue still has the status in `expect`.
+
+        The outbox read the issue to decide this write (last writer wins); an agent may have moved it
+        since. Jira has no conditional transition, and a transition that reopens is how an open state is
+        reached from a done one, so the status is read again first: changed, it is a `ConflictError` and
+        the outbox decides again from a fresh read.
+        """
+        key = self._checked_key(record_id)
+        wanted = next((expect[name] for name in STATE_FIELDS if name in expect), None)
+        if wanted is not None and any(name in fields for name in STATE_FIELDS):
+            current = self._rest("GET", f"issue/{key}", params={"fields": "status"}, what=f"read status of {key}")
+            status = ((current.get("fields") or {}).get("status") or {}).get("name")
+            if status != wanted:
+                raise ConflictError(f"{self.name}: {key} moved to {status!r} since it was read ({wanted!r}); "
+                                    "will decide again", connection=self.name, status=409)
+        self.update(record_id, fields)
 
     def update(self, record_id: str, fields: Mapping[str, str]) -> None:
         """One PUT for field edits, one POST per note, GET + POST transitions for ``status``."""
@@ -264,7 +284,7 @@ class JsmConnector(Connector):
         self._wire(f"add {'internal' if internal else 'public'} comment to {key}",
                    lambda: self.client.add_comment(key, text, is_internal=internal))
 
-    def _move(self, key: str, state: str, resolution: str | None, *, hops: int = 2) -> None:
+    def _move(self, key: str, state: str, resolution: str | None, *, hops: int = 2, reopen: bool = True) -> None:
         """Transition `key` to desk state `state` by the configured transition name; a no-op if already there.
 
         When no transition leads there from the current status (a resolved issue asked to be In
@@ -281,7 +301,7 @@ class JsmConnector(Connector):
         if chosen is None:
             current = self._rest("GET", f"issue/{key}", params={"fields": "status"}, what=f"read status of {key}")
             status = current["fields"]["status"]["name"]
-            if status.lower() == state.lower():
+            if status.lower() == state.lower() or not reopen:
                 return
             reopen = next((t for t in available
                            if ((t.get("to") or {}).get("statusCategory") or {}).get("key") in ("new", "indeterminate")),

@@ -58,6 +58,7 @@ backoff_seconds = 0.05
 max_backoff_seconds = 0.5
 max_attempts = 12
 http_max_wait_seconds = 0.5
+claim_lease_seconds = 5
 
 [connections.pagerduty]
 type = "pagerduty"

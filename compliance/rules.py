@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from compliance.calendar import fmt_local, human_delta, zone_of
 from compliance.settings import ComplianceSettings
 from compliance.timeline import Timeline
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from bridge.audit import Verification
@@ -67,6 +69,15 @@ class Context:
     period: tuple[datetime | None, datetime | None] = (None, None)
     #: When the monthly recurring-incident assessments (RTS 2024/1772 Art. 8(2)) were recorded; None = unknown.
     recurring_assessments: Sequence[datetime] | None = None
+    #: Results several rules of one check derive from the same incident (its DORA deadlines, its
+    #: classification test), computed once per check: keyed by what and by the object's identity.
+    memo: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def cached(self, what: str, of: object, compute: Callable[[], T]) -> T:
+        key = (what, id(of))
+        if key not in self.memo:
+            self.memo[key] = (of, compute())  # keeps `of` alive: its id cannot be reused meanwhile
+        return self.memo[key][1]
 
     @property
     def zone(self) -> ZoneInfo:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from compliance.calendar import add_months, human_delta
-from compliance.classification import aggregate, assess
+from compliance.classification import Assessment, aggregate, assess
 from compliance.rules import Context, Finding, Verdict, finding, incident_rule, period_rule
 from compliance.timeline import Timeline
 
@@ -21,9 +21,13 @@ def is_major(timeline: Timeline) -> bool:
     return timeline.classified_major or assess(timeline.classification).major
 
 
+def _assessed(timeline: Timeline, context: Context) -> Assessment:
+    return context.cached("assess", timeline, lambda: assess(timeline.classification))
+
+
 @incident_rule("DORA-C1", "Major incident test (RTS 2024/1772 Art. 8(1))")
 def major_test(timeline: Timeline, context: Context) -> list[Finding]:
-    result = assess(timeline.classification)
+    result = _assessed(timeline, context)
     refs = timeline.refs("classified", "classified_major")
     details = {"major": result.major if result.assessed else None, "thresholds_met": sorted(result.met)}
     if not result.assessed:
@@ -37,7 +41,7 @@ def major_test(timeline: Timeline, context: Context) -> list[Finding]:
 
 @incident_rule("DORA-C2", "Classification consistent with the recorded figures")
 def consistent(timeline: Timeline, context: Context) -> list[Finding]:
-    result = assess(timeline.classification)
+    result = _assessed(timeline, context)
     refs = timeline.refs("classified", "classified_major")
     if not result.assessed:
         return [finding("DORA-C2", timeline, Verdict.NA, "No classification figures to compare with.")]

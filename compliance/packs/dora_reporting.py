@@ -24,8 +24,12 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _deadlines(timeline: Timeline, context: Context) -> list[Deadline]:
+    return context.cached("dora_deadlines", timeline, lambda: dora_deadlines(timeline, context.settings))
+
+
 def _deadline(timeline: Timeline, context: Context, stage: str) -> Deadline | None:
-    return next((d for d in dora_deadlines(timeline, context.settings) if d.stage == stage), None)
+    return next((d for d in _deadlines(timeline, context) if d.stage == stage), None)
 
 
 def _timeliness(rule_id: str, stage: str, timeline: Timeline, context: Context) -> list[Finding]:
@@ -101,7 +105,7 @@ def final_in_time(timeline: Timeline, context: Context) -> list[Finding]:
 @incident_rule("DORA-T5", "Weekend and bank-holiday rule applied with the Member State's calendar")
 def calendar_applied(timeline: Timeline, context: Context) -> list[Finding]:
     notes = [f"{NAMES[d.stage]}: {d.adjusted.note}; due {context.fmt(d.due)}"
-             for d in dora_deadlines(timeline, context.settings) if d.adjusted.note]
+             for d in _deadlines(timeline, context) if d.adjusted.note]
     if not notes:
         return [finding("DORA-T5", timeline, Verdict.NA, "No report deadline fell on a weekend or public holiday "
                         f"in {context.settings.entity.member_state}.")]
@@ -111,7 +115,7 @@ def calendar_applied(timeline: Timeline, context: Context) -> list[Finding]:
 @incident_rule("DORA-T6", "Authority told in time when a report limit is missed")
 def delay_notice(timeline: Timeline, context: Context) -> list[Finding]:
     out = []
-    for d in dora_deadlines(timeline, context.settings):
+    for d in _deadlines(timeline, context):
         if d.waived or d.late_by(context.now) is None:
             continue
         what, notice = NAMES[d.stage], d.notice

@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import logging
 
-from sqlmodel import Session, select
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
 
 from bridge import audit
-from bridge.runtime import Runtime
 from bridge.queue import queue_op
-from bridge.store import AuditEntry, Link
+from bridge.runtime import Runtime
+from bridge.store import AuditEntry, Link, Store
 from compliance.clock import Alert, due_alerts
-from compliance.store import load_timelines
+from compliance.store import IncidentTimeline
+from compliance.timeline import Timeline
 
 log = logging.getLogger(__name__)
 KIND = "compliance.deadline_alert"
@@ -26,9 +28,25 @@ def sent_keys(runtime: Runtime) -> set[str]:
     return {json.loads(row).get("key", "") for row in rows}
 
 
+def major_timelines(store: Store) -> list[Timeline]:
+    """The timelines of incidents classified major (the only ones owing DORA reports), by incident id.
+
+    The clock runs every minute and most incidents are not major: parsing every stored timeline each
+    time made the daemon's memory and CPU grow with its whole history (bench/throughput.py). Stored
+    timelines carry only the keys that are set, so a major one mentions ``"major"`` or
+    ``"classified_major_at"``: SQL keeps just those rows (a superset), the model decides exactly.
+    """
+    text = col(IncidentTimeline.timeline)
+    with Session(store.engine) as session:
+        rows = session.exec(select(IncidentTimeline.timeline)
+                            .where(or_(text.contains('"major"'), text.contains('"classified_major_at"')))
+                            .order_by(IncidentTimeline.incident_id)).all()  # type: ignore[arg-type]
+    return [timeline for timeline in map(Timeline.model_validate_json, rows) if timeline.classified_major]
+
+
 def run_deadline_clock(runtime: Runtime) -> list[Alert]:
     """Send every alert that is due now; returns them (for logs and tests)."""
-    timelines = [t for t in load_timelines(runtime.store) if t.classified_major]
+    timelines = major_timelines(runtime.store)
     alerts = due_alerts(timelines, runtime.compliance, runtime.clock(), sent_keys(runtime))
     for alert in alerts:
         with runtime.store.transaction() as session:

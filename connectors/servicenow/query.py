@@ -94,26 +94,29 @@ def _compare(left: str, right: str) -> int:
     return (left > right) - (left < right)
 
 
+#: What each operator checks, given a record's raw value and the term's value (built once: a query
+#: runs against every record of the table).
+_CHECKS: dict[str, Callable[[str, str], bool]] = {
+    "=": lambda value, wanted: value == wanted,
+    "!=": lambda value, wanted: value != wanted,
+    "LIKE": lambda value, wanted: wanted in value,
+    "NOTLIKE": lambda value, wanted: wanted not in value,
+    "STARTSWITH": lambda value, wanted: value.startswith(wanted),
+    "ENDSWITH": lambda value, wanted: value.endswith(wanted),
+    "IN": lambda value, wanted: value in wanted.split(","),
+    "NOT IN": lambda value, wanted: value not in wanted.split(","),
+    "ISEMPTY": lambda value, _wanted: value == "",
+    "ISNOTEMPTY": lambda value, _wanted: value != "",
+    ">=": lambda value, wanted: _compare(value, wanted) >= 0,
+    ">": lambda value, wanted: _compare(value, wanted) > 0,
+    "<=": lambda value, wanted: _compare(value, wanted) <= 0,
+    "<": lambda value, wanted: _compare(value, wanted) < 0,
+}
+
+
 def term_matches(term: Term, value: str) -> bool:
     """Whether a record's raw `value` for ``term.field`` satisfies the term."""
-    op, wanted = term.op, term.value
-    checks: dict[str, Callable[[], bool]] = {
-        "=": lambda: value == wanted,
-        "!=": lambda: value != wanted,
-        "LIKE": lambda: wanted in value,
-        "NOTLIKE": lambda: wanted not in value,
-        "STARTSWITH": lambda: value.startswith(wanted),
-        "ENDSWITH": lambda: value.endswith(wanted),
-        "IN": lambda: value in wanted.split(","),
-        "NOT IN": lambda: value not in wanted.split(","),
-        "ISEMPTY": lambda: value == "",
-        "ISNOTEMPTY": lambda: value != "",
-        ">=": lambda: _compare(value, wanted) >= 0,
-        ">": lambda: _compare(value, wanted) > 0,
-        "<=": lambda: _compare(value, wanted) <= 0,
-        "<": lambda: _compare(value, wanted) < 0,
-    }
-    return checks[op]()
+    return _CHECKS[term.op](value, term.value)
 
 
 def matches(query: Query, record: Mapping[str, str]) -> bool:

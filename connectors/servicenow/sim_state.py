@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from connectors.servicenow.query import parse_query, select
+from connectors.servicenow.query import Query, parse_query, select
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -53,6 +53,10 @@ JOURNAL_COLUMNS: tuple[str, ...] = (
 SYSTEM_FIELDS = frozenset({"sys_id", "number", "sys_created_on", "sys_created_by", "sys_updated_on",
                            "sys_updated_by", "sys_mod_count", "priority", "sys_class_name"})
 POLICY_DETAIL = "Data Policy Exception: \n The following fields are mandatory: Resolution code, Resolution notes"
+#: Looked up by equality on every create (find by correlation id) and link (find by number): kept in an
+#: index so the simulator answers in constant time, as an instance's database does, however many
+#: tickets a long test or a benchmark has made.
+INDEXED_FIELDS: tuple[str, ...] = ("correlation_id", "number")
 DEFAULT_GROUPS = ("Service Desk", "Payments", "Web Storefront", "Search Platform", "Identity & Access",
                   "Data Platform", "Network")
 
@@ -99,6 +103,11 @@ class DeskState:
         self._next_number = 10001
         self.incidents: dict[str, dict[str, str]] = {}
         self.journal_rows: list[dict[str, str]] = []
+        #: The same rows by record: every rendered record shows its journal, so this lookup must not
+        #: scan the whole journal (it would make each request slower the longer the instance runs).
+        self._journal_by_record: dict[str, list[dict[str, str]]] = {}
+        self._index: dict[str, dict[str, dict[str, None]]] = {name: {} for name in INDEXED_FIELDS}
+        self._created: dict[str, int] = {}  # sys_id -> creation order, to answer index hits in table order
         self.refs: dict[str, dict[str, str]] = {table: {} for table in set(REFERENCES.values())}
         self.user_ids: dict[str, str] = {}
         for user in user_names:
@@ -144,15 +153,32 @@ class DeskState:
         """Matching rows (copies) of ``incident`` or ``sys_journal_field`` for an encoded query."""
         with self._lock:
             if table == "incident":
-                rows, known = list(self.incidents.values()), INCIDENT_FIELDS
-            else:
-                rows, known = self.journal_rows, JOURNAL_COLUMNS
-            return [dict(row) for row in select(parse_query(text, known), rows)]
+                parsed = parse_query(text, INCIDENT_FIELDS)
+                return [dict(row) for row in select(parsed, self._candidates(parsed))]
+            return [dict(row) for row in select(parse_query(text, JOURNAL_COLUMNS), self.journal_rows)]
+
+    def _candidates(self, parsed: Query) -> list[dict[str, str]]:
+        """The incidents a query can match: an index bucket when it requires ``<indexed field>=<value>``."""
+        for group in parsed.groups:
+            if len(group) == 1 and group[0].op == "=" and group[0].field in self._index:
+                bucket = self._index[group[0].field].get(group[0].value, {})
+                return [self.incidents[sys_id] for sys_id in sorted(bucket, key=self._created.__getitem__)]
+        return list(self.incidents.values())
+
+    def _reindex(self, sys_id: str, before: Mapping[str, str] | None, after: Mapping[str, str] | None) -> None:
+        for name, index in self._index.items():
+            old, new = (before or {}).get(name), (after or {}).get(name)
+            if old == new:
+                continue
+            if old is not None:
+                index.get(old, {}).pop(sys_id, None)
+            if new is not None:
+                index.setdefault(new, {})[sys_id] = None
 
     def journal_of(self, sys_id: str) -> list[dict[str, str]]:
         """Journal rows of one record, oldest first."""
         with self._lock:
-            return [dict(row) for row in self.journal_rows if row["element_id"] == sys_id]
+            return [dict(row) for row in self._journal_by_record.get(sys_id, ())]
 
     # -- writes --------------------------------------------------------------------------------------
     def insert(self, fields: Mapping[str, Any], *, user: str, by_display: bool = False) -> dict[str, str]:
@@ -168,6 +194,8 @@ class DeskState:
             notes = self._apply({}, record, fields, user=user, now=now, by_display=by_display)
             self._next_number += 1
             self.incidents[record["sys_id"]] = record
+            self._created[record["sys_id"]] = len(self._created)
+            self._reindex(record["sys_id"], None, record)
             self._append_journal(record["sys_id"], notes, user=user, now=now)
             return dict(record)
 
@@ -185,13 +213,16 @@ class DeskState:
                 return dict(before)  # nothing changed: no update happens, as on a real instance
             after.update(sys_updated_on=now, sys_updated_by=user, sys_mod_count=str(int(before["sys_mod_count"]) + 1))
             self.incidents[sys_id] = after
+            self._reindex(sys_id, before, after)
             self._append_journal(sys_id, notes, user=user, now=now)
             return dict(after)
 
     def delete(self, sys_id: str) -> None:
         with self._lock:
-            if self.incidents.pop(sys_id, None) is None:
+            record = self.incidents.pop(sys_id, None)
+            if record is None:
                 raise RecordNotFound(sys_id)
+            self._reindex(sys_id, record, None)
 
     def _apply(self, before: Mapping[str, str], record: dict[str, str], fields: Mapping[str, Any], *,
                user: str, now: str, by_display: bool) -> list[tuple[str, str]]:
@@ -243,7 +274,7 @@ class DeskState:
 
     def _append_journal(self, sys_id: str, notes: list[tuple[str, str]], *, user: str, now: str) -> None:
         for element, value in notes:
-            self.journal_rows.append({
-                "sys_id": new_sys_id(), "element": element, "element_id": sys_id, "name": "incident",
-                "value": value, "sys_created_on": now, "sys_created_by": user,
-            })
+            row = {"sys_id": new_sys_id(), "element": element, "element_id": sys_id, "name": "incident",
+                   "value": value, "sys_created_on": now, "sys_created_by": user}
+            self.journal_rows.append(row)
+            self._journal_by_record.setdefault(sys_id, []).append(row)

@@ -8,12 +8,17 @@ the Resolved data policy; 429 with ``Retry-After`` and the ``X-RateLimit-*`` hea
 
 The desk control API (`desk_update`, `desk_comment`, `records`, `record`, `journal`,
 `find_by_correlation`) lets tests play a service-desk agent with the same rules as a PATCH by that user.
+`calls` counts the Table API requests received (`RequestCounter`), so a test or a benchmark can say
+what a change cost the desk.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -37,6 +42,7 @@ DEFAULT_USERS: dict[str, str] = {"itsm.bridge": "sim-sn-password"}
 DESK_USER, DESK_PASSWORD = "jane.doe", "sim-desk-password"
 TABLES = ("incident", "sys_journal_field")
 DEFAULT_LIMIT = 10000
+_QUERY_FIELD = re.compile(r"[a-z0-9_.]+")
 _ERRORS: dict[int, tuple[str, str | None]] = {
     401: ("User Not Authenticated", "Required to provide Auth information"),
     404: ("No Record found", "Record doesn't exist or ACL restricts the record retrieval"),
@@ -59,6 +65,48 @@ def _failure(status: int, message: str | None = None, detail: str | None = None,
     return JSONResponse(error_body(status, message, detail), status_code=status, headers=dict(headers or {}))
 
 
+class RequestCounter:
+    """Table API requests received, by kind: ``METHOD path`` with the record's sys_id as ``{sys_id}``,
+    and for list reads the first field of ``sysparm_query`` (``GET /api/now/table/incident?correlation_id``
+    is a find, ``...?sys_updated_on`` a poll). Every request under ``/api/now`` counts, refused ones too,
+    because a desk's API quota counts them. Thread-safe; `reset` between the phases of a test."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def record(self, method: str, path: str, query: str | None = None) -> None:
+        key = call_kind(method, path, query)
+        with self._lock:
+            self._counts[key] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        """Counts so far by kind (a copy)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self, *methods: str) -> int:
+        """Requests so far, only of `methods` (e.g. ``"POST", "PATCH"``) when given."""
+        with self._lock:
+            return sum(n for key, n in self._counts.items() if not methods or key.split(" ", 1)[0] in methods)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+def call_kind(method: str, path: str, query: str | None = None) -> str:
+    """``GET /api/now/table/incident/{sys_id}``, ``GET /api/now/table/incident?correlation_id``, ..."""
+    parts = path.rstrip("/").split("/")
+    if len(parts) == 6 and parts[1:4] == ["api", "now", "table"]:
+        parts[5] = "{sys_id}"
+    kind = f"{method.upper()} {'/'.join(parts)}"
+    if len(parts) == 5 and method.upper() == "GET":
+        first = _QUERY_FIELD.match(query or "")
+        kind += f"?{first.group(0)}" if first else ""
+    return kind
+
+
 class ServiceNowSimulator:
     """A simulated instance on a loopback port. `users` maps user name -> password for basic auth."""
 
@@ -68,6 +116,7 @@ class ServiceNowSimulator:
         self.users.setdefault(DESK_USER, DESK_PASSWORD)
         self.faults = faults or Faults()
         self.state = DeskState(list(self.users), clock=clock)
+        self.calls = RequestCounter()
         self.app = self._build_app()
         self._server = ServerThread(self.app, host=host, port=port)
 
@@ -120,6 +169,12 @@ class ServiceNowSimulator:
                 response.headers["X-RateLimit-Reset"] = str(int(time.time()) + 3600)
                 response.headers["X-RateLimit-Rule"] = "b6a9a3d1c0a8016401ec7ad6c1b7a0f2"
             return response
+
+        @app.middleware("http")  # added last, so outermost: faults and refusals are counted too
+        async def count_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if request.url.path.startswith("/api/now"):
+                self.calls.record(request.method, request.url.path, request.query_params.get("sysparm_query"))
+            return await call_next(request)
 
         @app.api_route("/api/now/table/{table}", methods=["GET", "POST"])
         async def collection(table: str, request: Request) -> Response:

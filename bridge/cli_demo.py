@@ -28,7 +28,7 @@ SUMMARY_ROWS = ("incidents", "tickets", "updates", "notes", "resolved_from_desk"
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the store and config (default: a new temporary folder).")
 @click.option("--seed", default=7, show_default=True, help="Seed of the scenario and of the injected faults.")
-@click.option("--timeout", default=45.0, show_default=True, help="Seconds to wait for both sides to agree.")
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait at most for all three systems to agree (it stops as soon as they do).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def demo(source: str, incidents: int, workdir: Path | None, seed: int, timeout: float, as_json: bool) -> None:
     """Run a responder tool -> ServiceNow and Jira Service Management end to end on local simulators.

@@ -127,7 +127,7 @@ class DemoResult:
             bool(self.summary["audit_verified"]) and bool(self.summary.get("bundle_verified"))
 
 
-def run_demo(*, incidents: int = 24, workdir: Path | None = None, seed: int = 7, timeout: float = 45.0,
+def run_demo(*, incidents: int = 24, workdir: Path | None = None, seed: int = 7, timeout: float = 90.0,
              source: str = "pagerduty", progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
     started = time.monotonic()
     tool = SOURCES[source]

@@ -134,6 +134,13 @@ class RetryingSession(requests.Session):
         finally:
             self._last.prompt = False
 
+    def take_prompt_miss(self) -> bool:
+        """Whether a request inside `prompt()` failed in a way it would otherwise have retried (and forget
+        it): the outbox then does not count that attempt, since the bridge chose not to retry in place."""
+        missed = getattr(self._last, "prompt_missed", False)
+        self._last.prompt_missed = False
+        return missed
+
     @property
     def last_status(self) -> int | None:
         """HTTP status of the last response this thread received (for the audit trail)."""
@@ -143,8 +150,18 @@ class RetryingSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         prompt = getattr(self._last, "prompt", False)
+        if prompt:
+            try:
+                response = self._send_paced(request, **kwargs)
+            except (requests.ConnectionError, requests.Timeout):
+                self._last.prompt_missed = True
+                raise
+            if response.status_code in RETRY_STATUSES:
+                self._last.prompt_missed = True
+            self._last.status = response.status_code
+            return response
         retrying = Retrying(
-            stop=stop_after_attempt(1 if prompt else self.attempts),
+            stop=stop_after_attempt(self.attempts),
             wait=_WaitRetryAfter(initial=self.initial_wait, maximum=self.max_wait),
             retry=(retry_if_exception_type((requests.ConnectionError, requests.Timeout))
                    | retry_if_result(lambda response: response.status_code in RETRY_STATUSES)),

@@ -114,11 +114,13 @@ def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
         link = session.get(Link, op.link_id)
     assert op is not None and link is not None
     connector = runtime.connectors[op.connection]
+    _prompt_missed(connector.session)  # forget a miss of an earlier op on this thread
     try:
         result = _perform(runtime, connector, op, link)
     except (TransientError, ConflictError, AuthError) as exc:
         runtime.breakers.record(op.connection, exc)
-        return _fail(runtime, op, exc, retryable=True, counted=not spares_attempt(exc, probe=probe))
+        spared = spares_attempt(exc, probe=probe) or _prompt_missed(connector.session)
+        return _fail(runtime, op, exc, retryable=True, counted=not spared)
     except PermanentError as exc:
         runtime.breakers.record(op.connection, exc)
         return _fail(runtime, op, exc, retryable=False)
@@ -161,10 +163,10 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
             # would be overwritten by a write decided on the older read; where the desk can check the
             # state is still the one read (JSM), it does.
             update_if = getattr(connector, "update_if", None)
-            with _prompt(connector.session) if read is not None else nullcontext():
-                if read is not None and update_if is not None:
-                    update_if(link.target_id, fields, expect=read.fields)
-                else:
+            if read is not None and update_if is not None:
+                update_if(link.target_id, fields, expect=read.fields)  # prompt where it matters, itself
+            else:
+                with _prompt(connector.session) if read is not None else nullcontext():
                     connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
         return {"fields": sent, "conflicts": conflicts}
@@ -255,6 +257,12 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
                           "winner": "desk", "source_at": format_time(source_at),
                           "desk_at": format_time(current.updated_at)})
     return conflicts, current
+
+
+def _prompt_missed(session: Any) -> bool:
+    """A guarded write failed where it would have been retried in place (see `RetryingSession.prompt`)."""
+    take = getattr(session, "take_prompt_miss", None)
+    return bool(take()) if take is not None else False
 
 
 def _prompt(session: Any) -> Any:

@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import re
+from contextlib import nullcontext
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -257,13 +258,21 @@ class JsmConnector(Connector):
         """
         key = self._checked_key(record_id)
         wanted = next((expect[name] for name in STATE_FIELDS if name in expect), None)
-        if wanted is not None and any(name in fields for name in STATE_FIELDS):
+        moving = {name: value for name, value in fields.items() if name in STATE_FIELDS or name == "resolution"}
+        if wanted is None or not any(name in fields for name in STATE_FIELDS):
+            self.update(record_id, fields)
+            return
+        rest = {name: value for name, value in fields.items() if name not in moving}
+        if rest:
+            self.update(record_id, rest)  # fields and comments: no race with an agent's transition
+        prompt = getattr(self.session, "prompt", None)
+        with prompt() if prompt is not None else nullcontext():  # check and move with no wait between
             current = self._rest("GET", f"issue/{key}", params={"fields": "status"}, what=f"read status of {key}")
             status = ((current.get("fields") or {}).get("status") or {}).get("name")
             if status != wanted:
                 raise ConflictError(f"{self.name}: {key} moved to {status!r} since it was read ({wanted!r}); "
                                     "will decide again", connection=self.name, status=409)
-        self.update(record_id, fields)
+            self.update(record_id, moving)
 
     def update(self, record_id: str, fields: Mapping[str, str]) -> None:
         """One PUT for field edits, one POST per note, GET + POST transitions for ``status``."""

@@ -33,9 +33,10 @@ def test_one_replica_leads_and_another_takes_over_when_it_dies() -> None:
         assert not second.is_leader()
         clock.now += 3
         assert first.is_leader() and not second.is_leader()  # still one leader after re-checks
-        # The leader's process dies: the server ends its session, which frees the lock.
+        # The leader's process dies: the server ends its session, which frees the lock. Termination is a
+        # signal; the timeout argument (PostgreSQL 14+) waits until the backend has really exited.
         with second_engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            admin.execute(text("SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' "
                                "AND objid = :low AND pid <> pg_backend_pid()"), {"low": LEADER_LOCK_KEY & 0xFFFFFFFF})
             admin.commit()
         assert not second.is_leader()  # asked within the retry interval: the cached answer

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
+from starlette.requests import ClientDisconnect
 
 from bridge.demo_scenario import World
 from bridge.demo_sources import SOURCES
@@ -105,8 +106,9 @@ def write_secrets(folder: Path) -> dict[str, str]:
 
 
 def _not_an_injected_reset(record: logging.LogRecord) -> bool:
-    """uvicorn logs a traceback for every connection a simulator drops on purpose: hundreds per run."""
-    return not (record.exc_info and isinstance(record.exc_info[1], ConnectionReset))
+    """uvicorn logs a traceback for every connection a simulator drops on purpose (hundreds per run) and
+    for every request a replica was killed in the middle of: both are the bench at work, not news."""
+    return not (record.exc_info and isinstance(record.exc_info[1], (ConnectionReset, ClientDisconnect)))
 
 
 def start_world(creds: dict[str, str], seed: int) -> World:

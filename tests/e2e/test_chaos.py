@@ -53,7 +53,7 @@ def test_sqlite_daemon_killed_twice_under_faults_loses_and_duplicates_nothing(
 def test_postgresql_two_replicas_one_killed_twice_lose_and_duplicate_nothing(
         chaos: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        code, result = run_bench(chaos, capsys, "--incidents", "8", "--kills", "2", "--replicas", "2",
+        code, result = run_bench(chaos, capsys, "--incidents", "6", "--kills", "2", "--replicas", "2",
                                  "--database-url", str(DATABASE_URL), "--reset", "--seed", "5", "--timeout", "120")
     finally:
         store = Store(str(DATABASE_URL))

@@ -5,12 +5,17 @@ of the sync happens inside `Store.transaction()`, so an event is either fully pr
 its link updated, its audit entry written) or not at all, and a crash at any point loses nothing.
 
 On SQLite each transaction starts with ``BEGIN IMMEDIATE``: writers queue for the lock up front instead
-of failing half-way with "database is locked" when a read transaction tries to upgrade.
+of failing half-way with "database is locked" when a read transaction tries to upgrade. Within one
+process they queue on a Python lock first (`_WriteGate`): SQLite's own busy handler waits by sleeping
+(1, 2, 5, 10 ... 100 ms), which under load left webhook ingest waiting hundreds of milliseconds for a
+lock that had been free for most of that time.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,6 +31,8 @@ from bridge.model import utcnow
 
 if TYPE_CHECKING:
     from bridge.migrate import UpgradeResult
+
+log = logging.getLogger(__name__)
 
 
 def dumps(value: Any) -> str:
@@ -274,9 +281,59 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    gate = _WriteGate()
+    event.listen(engine, "begin", gate.begin)
+    event.listen(engine, "commit", gate.commit)
+    event.listen(engine, "rollback", gate.rollback)
+
+
+class _WriteGate:
+    """Threads of one process take turns for SQLite's write lock on a Python lock, woken the moment it
+    is free, instead of in SQLite's sleeping busy handler. Other processes (a CLI command next to the
+    daemon) still meet at SQLite's lock, as before.
+
+    SQLAlchemy announces a commit or rollback *before* it runs it, so the gate ends the transaction
+    itself (the driver's own call then finds nothing to do) and only then lets the next thread in. A
+    thread that cannot get the gate in `busy_seconds` (a connection left in a transaction) goes on to
+    SQLite's lock, exactly as without the gate: the gate can delay, never wedge, the daemon.
+    """
+
+    KEY = "itsm_bridge_write_gate"
+
+    def __init__(self, busy_seconds: float = 30.0) -> None:
+        self._lock = threading.RLock()
+        self._busy_seconds = busy_seconds
+
+    def begin(self, connection: Any) -> None:
+        held = self._lock.acquire(timeout=self._busy_seconds)
+        if not held:
+            log.warning("waited %.0f s for another thread's SQLite transaction; going on to SQLite's lock",
+                        self._busy_seconds)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if held:
+                self._lock.release()
+            raise
+        connection.info[self.KEY] = held
+
+    def commit(self, connection: Any) -> None:
+        self._end(connection, "COMMIT")
+
+    def rollback(self, connection: Any) -> None:
+        self._end(connection, "ROLLBACK")
+
+    def _end(self, connection: Any, statement: str) -> None:
+        if self.KEY not in connection.info:
+            return
+        held = connection.info.pop(self.KEY)
+        try:
+            dbapi = connection.connection.dbapi_connection
+            if dbapi is not None and dbapi.in_transaction:
+                dbapi.execute(statement)
+        finally:
+            if held:
+                self._lock.release()
 
 
 # The compliance timeline table shares this metadata, so create_schema() creates it too.

@@ -64,6 +64,11 @@ class SyncConfig(_Strict):
     claim_lease_seconds: float = Field(
         60.0, gt=0, description="PostgreSQL replicas: how long a claimed write stays invisible to the other "
                                 "replicas (longer than a write can take); after a crash it is retried then")
+    find_before_create: Literal["when-unsure", "always"] = Field(
+        "when-unsure", description="ask the desk for a ticket carrying the incident's correlation id before "
+                                   "creating one: when-unsure = on a retry and for polled or backfilled "
+                                   "incidents (not for a first try of a live webhook); always = every create "
+                                   "(for a while after restoring the store from a backup)")
 
 
 class PagerDutyConnection(ConnectionLimits, _Strict):

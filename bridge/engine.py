@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -126,6 +127,11 @@ def _apply_source_route(runtime: Runtime, session: Session, route: Route, change
             return {**result, "decision": "filtered", "reason": "incident does not match the route's match filter"}
         plan = _plan_link(incident, change) if incident.raw.get("link_ticket") else \
             plan_create(route.mapping, incident, change.entries)
+        # A live webhook about an incident this store has never linked: no earlier try of this create
+        # can have landed, so its first try needs no search (a retry still searches). Polls and backfill
+        # bring incidents that may predate this store: their creates always search first.
+        plan.ops = [replace(op, payload={**op.payload, "find_first": change.via != "webhook"})
+                    if op.op == "create" else op for op in plan.ops]
         link = Link(route=route.name, source_connection=change.connection, source_id=incident.id,
                     target_connection=route.target, correlation_id=correlation_id(change.connection, incident.id),
                     source_seen_at=_aware(row.observed_at if change.via == "poll" else change.occurred_at))

@@ -2,7 +2,9 @@
 
 Retry lives here and in the outbox, nowhere else: `RetryingSession.send` retries 429, 5xx and
 connection failures with exponential backoff and jitter, honouring ``Retry-After`` (seconds or an HTTP
-date) up to a cap. When the budget is spent the last response is returned and `raise_for_status`
+date) up to a cap. A write that may already have been carried out (a POST or PATCH whose answer was a
+5xx, a reset or a read timeout) is not repeated in place: the outbox's retry first looks for what it
+may have written (a ticket by correlation id, a note by its marker), so it is never done twice. When the budget is spent the last response is returned and `raise_for_status`
 turns it into a typed error, which the outbox then retries on its own (longer) schedule. Connectors
 never sleep and never match on error text. Every attempt first takes a token from the connection's
 rate limiter (`bridge.ratelimit`), so no connector can forget the vendor's limit.
@@ -22,12 +24,13 @@ import requests
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     retry_if_result,
     stop_after_attempt,
     wait_exponential,
     wait_random,
 )
+from urllib3.exceptions import NewConnectionError
 
 from bridge.errors import (
     AuthError,
@@ -41,6 +44,8 @@ from bridge.ratelimit import DEFAULT_429_PAUSE, RateLimiter
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Requests the bridge sends that create or append (a ticket, a note): repeated blindly, they do it twice.
+NOT_REPEATABLE = frozenset({"POST", "PATCH"})
 DEFAULT_TIMEOUT = (5.0, 30.0)
 #: Inside `RetryingSession.prompt()`: the longest a request may wait for the rate limit (seconds).
 PROMPT_WAIT = 0.05
@@ -134,12 +139,14 @@ class RetryingSession(requests.Session):
         finally:
             self._last.prompt = False
 
-    def take_prompt_miss(self) -> bool:
-        """Whether a request inside `prompt()` failed in a way it would otherwise have retried (and forget
-        it): the outbox then does not count that attempt, since the bridge chose not to retry in place."""
-        missed = getattr(self._last, "prompt_missed", False)
-        self._last.prompt_missed = False
-        return missed
+    def take_unretried(self) -> bool:
+        """Whether this thread's last failure was one the transport would have retried but left to the
+        caller (a request inside `prompt()`, or a write that may have been carried out), and forget it.
+        The outbox then retries the whole op at once, reading or searching first, as the transport
+        would have retried the request."""
+        unretried = getattr(self._last, "unretried", False)
+        self._last.unretried = False
+        return unretried
 
     @property
     def last_status(self) -> int | None:
@@ -154,22 +161,32 @@ class RetryingSession(requests.Session):
             try:
                 response = self._send_paced(request, **kwargs)
             except (requests.ConnectionError, requests.Timeout):
-                self._last.prompt_missed = True
+                self._last.unretried = True
                 raise
             if response.status_code in RETRY_STATUSES:
-                self._last.prompt_missed = True
+                self._last.unretried = True
             self._last.status = response.status_code
             return response
+        repeatable = request.method not in NOT_REPEATABLE
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=_WaitRetryAfter(initial=self.initial_wait, maximum=self.max_wait),
-            retry=(retry_if_exception_type((requests.ConnectionError, requests.Timeout))
-                   | retry_if_result(lambda response: response.status_code in RETRY_STATUSES)),
+            retry=(retry_if_exception(lambda exc: isinstance(exc, (requests.ConnectionError, requests.Timeout))
+                                      and (repeatable or never_sent(exc)))
+                   | retry_if_result(lambda response: response.status_code in RETRY_STATUSES
+                                     and (repeatable or response.status_code == 429))),
             before_sleep=self._before_sleep,
             retry_error_callback=self._give_up,
             reraise=True,
         )
-        response = retrying(self._send_paced, request, **kwargs)
+        try:
+            response = retrying(self._send_paced, request, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if not (repeatable or never_sent(exc)):
+                self._last.unretried = True
+            raise
+        if not repeatable and response.status_code in RETRY_STATUSES - {429}:
+            self._last.unretried = True
         self._last.status = response.status_code
         return response
 
@@ -196,6 +213,16 @@ class RetryingSession(requests.Session):
         if outcome.failed:
             raise outcome.exception()  # type: ignore[misc]
         return outcome.result()
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a failed request surely never reached the server (no connection was made), so sending it
+    again cannot create or append anything twice. A reset or a read timeout after sending may come after
+    the server acted; a 429 is a refusal, so it is retried in place whatever the method."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
 
 
 def _describe(what: object) -> str:

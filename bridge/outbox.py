@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,13 +115,11 @@ def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
         link = session.get(Link, op.link_id)
     assert op is not None and link is not None
     connector = runtime.connectors[op.connection]
-    _prompt_missed(connector.session)  # forget a miss of an earlier op on this thread
     try:
-        result = _perform(runtime, connector, op, link)
+        result = _perform_retrying_in_place(runtime, connector, op, link)
     except (TransientError, ConflictError, AuthError) as exc:
         runtime.breakers.record(op.connection, exc)
-        spared = spares_attempt(exc, probe=probe) or _prompt_missed(connector.session)
-        return _fail(runtime, op, exc, retryable=True, counted=not spared)
+        return _fail(runtime, op, exc, retryable=True, counted=not spares_attempt(exc, probe=probe))
     except PermanentError as exc:
         runtime.breakers.record(op.connection, exc)
         return _fail(runtime, op, exc, retryable=False)
@@ -134,13 +133,39 @@ def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
     return "delivered"
 
 
-def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> dict[str, Any]:
+def _perform_retrying_in_place(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> dict[str, Any]:
+    """Perform the op; when the transport left a failure to us rather than retry it (a write that may
+    have been carried out, a guarded write), perform the whole op again at once, as the transport
+    would have retried the request: this time searching for the ticket or note it may have written,
+    and re-reading what a guarded write depends on. Up to ``[sync] http_attempts`` tries in all."""
+    tries = runtime.config.sync.http_attempts
+    for attempt in range(1, tries + 1):
+        _unretried(connector.session)  # forget a failure of an earlier op on this thread
+        try:
+            return _perform(runtime, connector, op, link, retrying=op.attempts > 1 or attempt > 1)
+        except TransientError as exc:
+            wait = max(_in_place_wait(connector.session, attempt), exc.retry_after or 0.0)
+            if attempt == tries or not _unretried(connector.session) or wait > runtime.config.sync.http_max_wait_seconds:
+                raise
+            log.debug("outbox op %s: %s; trying again in %.2fs", op.id, exc, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _in_place_wait(session: Any, attempt: int) -> float:
+    """The transport's own backoff before its next try (exponential, jittered)."""
+    initial, maximum = getattr(session, "initial_wait", 0.2), getattr(session, "max_wait", 10.0)
+    return min(maximum, initial * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *, retrying: bool) -> dict[str, Any]:
+    """One try of the op. `retrying`: an earlier try may have landed, so look for its effects first."""
     payload = json.loads(op.payload)
     tag = marker(str(op.id))
-    retrying = op.attempts > 1
     if op.op == "create":
         fields = _with_note(runtime, op, payload, tag)
-        existing = connector.find(link.correlation_id)
+        search = retrying or payload.get("find_first", True) or runtime.config.sync.find_before_create == "always"
+        existing = connector.find(link.correlation_id) if search else None
         if existing is not None:
             if fields.get(_notes_field(runtime, op)) and connector.has_note(existing.id, tag):
                 fields.pop(_notes_field(runtime, op))
@@ -259,9 +284,9 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
     return conflicts, current
 
 
-def _prompt_missed(session: Any) -> bool:
-    """A guarded write failed where it would have been retried in place (see `RetryingSession.prompt`)."""
-    take = getattr(session, "take_prompt_miss", None)
+def _unretried(session: Any) -> bool:
+    """The transport left the last failure to the caller (see `RetryingSession.take_unretried`)."""
+    take = getattr(session, "take_unretried", None)
     return bool(take()) if take is not None else False
 
 

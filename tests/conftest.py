@@ -7,11 +7,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import text
 
+from bridge.errors import TransientError
 from bridge.store import Store
+
+T = TypeVar("T")
 
 DATABASE_URL = os.environ.get("ITSM_BRIDGE_TEST_DATABASE_URL")
 
@@ -36,6 +40,18 @@ def store(tmp_path: Path) -> Iterator[Store]:
     if not store.is_sqlite:
         store.drop_schema()
     store.dispose()
+
+
+def as_the_outbox(write: Callable[[], T], *, tries: int = 30) -> T:
+    """Repeat a write the transport left to its caller (a POST or PATCH answered 5xx or reset), as the
+    outbox does. The simulators fail a faulted request before acting on it, so repeating it acts once."""
+    for attempt in range(1, tries + 1):
+        try:
+            return write()
+        except TransientError:
+            if attempt == tries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.05,

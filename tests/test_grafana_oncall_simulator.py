@@ -17,6 +17,7 @@ from bridge.http import build_session
 from connectors.grafana_oncall.connector import GrafanaOncallConnector
 from connectors.grafana_oncall.simulator import GrafanaOncallSimulator
 from connectors.simulator import Faults, ServerThread, free_port
+from tests.conftest import as_the_outbox
 
 TOKEN = "sim-oncall-test-token"
 SECRET = "sim-oncall-test-secret"
@@ -229,12 +230,12 @@ def _round_trip(sim: GrafanaOncallSimulator) -> None:
     oncall = connector(sim, escalation_users=[sim.user_id("bob")])
     ids = [sim.trigger("Payments API", f"Payments alert {n}", priority="critical") for n in range(5)]
     for group in ids:
-        oncall.transition(group, "acknowledged")
-        oncall.transition(group, "acknowledged")
+        as_the_outbox(lambda: oncall.transition(group, "acknowledged"))
+        as_the_outbox(lambda: oncall.transition(group, "acknowledged"))
         oncall.add_note(group, f"Ticket opened [itsm-bridge:{group}]")
         assert oncall.has_note(group, f"[itsm-bridge:{group}]")
-        oncall.transition(group, "resolved")
-        oncall.transition(group, "resolved")
+        as_the_outbox(lambda: oncall.transition(group, "resolved"))
+        as_the_outbox(lambda: oncall.transition(group, "resolved"))
         oncall.transition(group, "triggered")
     result = oncall.poll(None, now=datetime.now(UTC))
     assert {c.record_id for c in result.changes} == set(ids)
@@ -266,9 +267,9 @@ def test_connector_succeeds_through_30_percent_injected_5xx_and_429() -> None:
         oncall.session = build_session(attempts=8, initial_wait=0.001, max_wait=0.01)
         ids = [sim.trigger("Search", f"flaky {n}") for n in range(4)]
         for group in ids:
-            oncall.transition(group, "acknowledged")
-            oncall.add_note(group, f"note [itsm-bridge:{group}]")
-            oncall.transition(group, "resolved")
+            as_the_outbox(lambda: oncall.transition(group, "acknowledged"))
+            as_the_outbox(lambda: oncall.add_note(group, f"note [itsm-bridge:{group}]"))
+            as_the_outbox(lambda: oncall.transition(group, "resolved"))
         assert {sim.incident(i)["state"] for i in ids} == {"resolved"}
         assert len(oncall.poll(None, now=datetime.now(UTC)).changes) == 4
         assert faults.injected["5xx"] > 0 and faults.injected["429"] > 0

@@ -46,6 +46,38 @@ def test_client_errors_are_not_retried_and_are_typed(status: int, error: type[Ex
     assert "nope; why" in str(caught.value)
 
 
+@pytest.mark.parametrize("method", [responses.POST, responses.PATCH])
+@responses.activate
+def test_a_write_that_may_have_been_carried_out_is_not_repeated_in_place(method: str) -> None:
+    # A 5xx or a reset after sending may come after the desk created the ticket or appended the note:
+    # the outbox's retry looks for it first, so the transport must not send it again blindly.
+    responses.add(method, URL, status=502, json={"error": {"message": "bad gateway"}})
+    responses.add(method, URL, status=200, json={"result": {}})
+    with pytest.raises(TransientError):
+        call(build_session(initial_wait=0.001), method, URL, connection="sn", what="create incident", json={})
+    responses.replace(method, URL, body=requests.ConnectionError("connection reset by peer"))
+    with pytest.raises(TransientError):
+        call(build_session(initial_wait=0.001), method, URL, connection="sn", what="create incident", json={})
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_write_refused_with_429_is_repeated_in_place() -> None:
+    responses.add(responses.POST, URL, status=429, headers={"Retry-After": "0"}, json={"error": {"message": "slow"}})
+    responses.add(responses.POST, URL, status=201, json={"result": {"sys_id": "a"}})
+    response = call(build_session(initial_wait=0.001), "POST", URL, connection="sn", what="create", json={})
+    assert response.status_code == 201 and len(responses.calls) == 2
+
+
+def test_a_write_that_never_left_is_repeated_in_place() -> None:
+    # Nothing listens on the port: no connection, so nothing can have been written; retried, then given up.
+    retries: list[object] = []
+    session = build_session(attempts=3, initial_wait=0.001, max_wait=0.01, on_retry=retries.append)
+    with pytest.raises(TransientError):
+        call(session, "POST", "http://127.0.0.1:9/api/now/table/incident", connection="sn", what="create", json={})
+    assert len(retries) == 2
+
+
 @responses.activate
 def test_connection_failure_becomes_transient() -> None:
     responses.add(responses.GET, URL, body=requests.ConnectionError("reset by peer"))

@@ -20,6 +20,7 @@ from connectors.incidentio.connector import IncidentioConnector
 from connectors.incidentio.simulator import IncidentioSimulator
 from connectors.incidentio.webhooks import sign
 from connectors.simulator import ServerThread
+from tests.conftest import as_the_outbox
 
 KEY = "sim-test-key-0123456789"
 SECRET = "whsec_" + base64.b64encode(b"sim-test-secret-for-incidentio!!").decode()
@@ -190,12 +191,12 @@ def test_way_back_and_poll_through_30_percent_faults(sim: IncidentioSimulator, c
     sim.add_note(incidents[0], "Looking at the index", user="carol")
     sim.faults.configure(server_error_rate=0.15, rate_limit_rate=0.15, retry_after=0)
     io = connector(sim, page_size=3)
-    io.transition(incidents[0], "acknowledged")
-    io.transition(incidents[0], "acknowledged")
-    io.update(incidents[0], {"priority": "Critical"})
-    io.transition(incidents[1], "resolved")
-    io.transition(incidents[1], "resolved")
-    io.transition(incidents[1], "triggered")
+    as_the_outbox(lambda: io.transition(incidents[0], "acknowledged"))
+    as_the_outbox(lambda: io.transition(incidents[0], "acknowledged"))
+    as_the_outbox(lambda: io.update(incidents[0], {"priority": "Critical"}))
+    as_the_outbox(lambda: io.transition(incidents[1], "resolved"))
+    as_the_outbox(lambda: io.transition(incidents[1], "resolved"))
+    as_the_outbox(lambda: io.transition(incidents[1], "triggered"))
     result = io.poll(None, now=datetime.now(timezone.utc))
     assert sim.faults.injected["5xx"] + sim.faults.injected["429"] > 0
     by_id = {c.record_id: c for c in result.changes}

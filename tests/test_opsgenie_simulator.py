@@ -18,6 +18,7 @@ from bridge.http import build_session
 from connectors.opsgenie.connector import OpsgenieConnector
 from connectors.opsgenie.simulator import OpsgenieSimulator
 from connectors.simulator import Faults, ServerThread
+from tests.conftest import as_the_outbox
 
 KEY = "sim-og-test-key"
 SECRET = "sim-og-test-secret"
@@ -195,12 +196,12 @@ def test_connector_round_trip_with_30_percent_injected_faults(faulty: OpsgenieSi
     og = connector(sim, attempts=10, initial_wait=0.001, max_wait=0.01)
     caplog.set_level(logging.DEBUG)
     assert og.check().ok
-    og.transition(alerts[0], "acknowledged")
-    og.transition(alerts[0], "acknowledged")  # already there: a no-op
-    og.transition(alerts[1], "resolved")
-    og.transition(alerts[0], "triggered")
-    og.update(alerts[2], {"priority": "P1"})
-    og.add_note(alerts[3], "INC0010001 opened [itsm-bridge:1]")
+    as_the_outbox(lambda: og.transition(alerts[0], "acknowledged"))
+    as_the_outbox(lambda: og.transition(alerts[0], "acknowledged"))  # already there: a no-op
+    as_the_outbox(lambda: og.transition(alerts[1], "resolved"))
+    as_the_outbox(lambda: og.transition(alerts[0], "triggered"))
+    as_the_outbox(lambda: og.update(alerts[2], {"priority": "P1"}))
+    as_the_outbox(lambda: og.add_note(alerts[3], "INC0010001 opened [itsm-bridge:1]"))
     assert og.has_note(alerts[3], "[itsm-bridge:1]")
     result = og.poll(None, now=datetime.now(timezone.utc))
     by_id = {c.record_id: c.incident for c in result.changes}

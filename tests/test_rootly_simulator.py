@@ -17,6 +17,7 @@ from bridge.http import build_session
 from connectors.rootly.connector import RootlyConnector
 from connectors.rootly.simulator import RootlySimulator
 from connectors.simulator import Faults, ServerThread
+from tests.conftest import as_the_outbox
 
 TOKEN = "sim-rootly-test-token"
 SECRET = "sim-rootly-test-secret"
@@ -188,13 +189,13 @@ def _round_trip(sim: RootlySimulator) -> None:
     rootly = connector(sim)
     ids = [sim.trigger("Payments API", f"Payments incident {n}", priority="SEV1") for n in range(5)]
     for incident in ids:
-        rootly.transition(incident, "acknowledged")
-        rootly.transition(incident, "acknowledged")
+        as_the_outbox(lambda: rootly.transition(incident, "acknowledged"))
+        as_the_outbox(lambda: rootly.transition(incident, "acknowledged"))
         rootly.add_note(incident, f"Ticket opened [itsm-bridge:{incident[:8]}]")
         assert rootly.has_note(incident, f"[itsm-bridge:{incident[:8]}]")
         rootly.update(incident, {"priority": "SEV0"})
-        rootly.transition(incident, "resolved")
-        rootly.transition(incident, "resolved")
+        as_the_outbox(lambda: rootly.transition(incident, "resolved"))
+        as_the_outbox(lambda: rootly.transition(incident, "resolved"))
         rootly.transition(incident, "triggered")
     result = rootly.poll(None, now=datetime.now(timezone.utc))
     assert {c.record_id for c in result.changes} == set(ids)
@@ -222,9 +223,9 @@ def test_connector_succeeds_through_30_percent_injected_5xx_and_429() -> None:
         rootly.session = build_session(attempts=8, initial_wait=0.001, max_wait=0.01)
         ids = [sim.trigger("Search", f"flaky {n}") for n in range(4)]
         for incident in ids:
-            rootly.transition(incident, "acknowledged")
-            rootly.add_note(incident, f"note [itsm-bridge:{incident[:6]}]")
-            rootly.transition(incident, "resolved")
+            as_the_outbox(lambda: rootly.transition(incident, "acknowledged"))
+            as_the_outbox(lambda: rootly.add_note(incident, f"note [itsm-bridge:{incident[:6]}]"))
+            as_the_outbox(lambda: rootly.transition(incident, "resolved"))
         assert {sim.incident(i)["attributes"]["status"] for i in ids} == {"resolved"}
         assert len(rootly.poll(None, now=datetime.now(timezone.utc)).changes) == 4
         assert faults.injected["5xx"] > 0 and faults.injected["429"] > 0

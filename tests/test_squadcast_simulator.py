@@ -18,6 +18,7 @@ from bridge.http import build_session
 from connectors.simulator import Faults, ServerThread
 from connectors.squadcast.connector import SquadcastConnector
 from connectors.squadcast.simulator import SquadcastSimulator
+from tests.conftest import as_the_outbox
 
 REFRESH = "sim-squadcast-test-refresh"
 SECRET = "sim-squadcast-test-secret"
@@ -259,9 +260,9 @@ def test_connector_succeeds_through_30_percent_injected_5xx_and_429() -> None:
         squadcast.session = build_session(attempts=8, initial_wait=0.001, max_wait=0.01)
         ids = [sim.trigger("Search", f"flaky {n}") for n in range(4)]
         for incident in ids:
-            squadcast.transition(incident, "acknowledged")
-            squadcast.add_note(incident, f"note [itsm-bridge:{incident[:6]}]")
-            squadcast.transition(incident, "resolved")
+            as_the_outbox(lambda: squadcast.transition(incident, "acknowledged"))
+            as_the_outbox(lambda: squadcast.add_note(incident, f"note [itsm-bridge:{incident[:6]}]"))
+            as_the_outbox(lambda: squadcast.transition(incident, "resolved"))
         assert {sim.incident(i)["status"] for i in ids} == {"resolved"}
         assert len(squadcast.poll(None, now=datetime.now(UTC)).changes) == 4
         assert faults.injected["5xx"] > 0 and faults.injected["429"] > 0

@@ -21,6 +21,7 @@ from connectors.simulator import Faults, ServerThread
 from connectors.teams.connector import TeamsConnector, card_message
 from connectors.teams.simulator import DidNotRespond, TeamsSimulator
 from connectors.teams.webhooks import sign
+from tests.conftest import as_the_outbox
 
 
 @pytest.fixture
@@ -119,12 +120,12 @@ def test_throttling_is_429_with_retry_after_and_the_session_waits_it_out() -> No
         sim.stop()
 
 
-def test_injected_faults_are_absorbed_by_the_session(sim: TeamsSimulator) -> None:
+def test_injected_faults_are_absorbed_by_the_session_and_the_outbox_retries(sim: TeamsSimulator) -> None:
     sim.faults.configure(server_error_rate=0.2, rate_limit_rate=0.1, retry_after=0)
     teams = connector(sim, attempts=8)
     channel = sim.channel_id("inc-checkout")
     for number in range(12):
-        teams.add_note(channel, f"note {number} [itsm-bridge:{number}]")
+        as_the_outbox(lambda: teams.add_note(channel, f"note {number} [itsm-bridge:{number}]"))
     assert sim.wait_idle(5)
     assert len(sim.cards("inc-checkout")) == 12
     assert sim.faults.injected["5xx"] + sim.faults.injected["429"] > 0

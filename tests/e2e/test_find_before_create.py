@@ -1,0 +1,106 @@
+"""A create asks the desk for an existing ticket only when one could exist: never a duplicate, no wasted call.
+
+A live webhook about an incident the store has never linked cannot have a ticket made by an earlier try
+of the same create (there was none), so its first try goes straight to the POST: one desk call per new
+incident instead of two (bench/throughput.py counts them). A retry, whose earlier try may have landed
+with its answer lost, searches by correlation id first; so does every create with
+``[sync] find_before_create = "always"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from bridge.daemon import Daemon
+from bridge.runtime import Runtime
+from bridge.status import queue_depths
+from tests.conftest import wait_until
+from tests.e2e.conftest import World
+
+pytestmark = pytest.mark.e2e
+SEARCH, CREATE = "GET /api/now/table/incident?correlation_id", "POST /api/now/table/incident"
+
+
+class LosesTheFirstCreateAnswer(HTTPAdapter):
+    """The desk creates the ticket, but the answer never arrives (the connection drops on the way back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = super().send(request, **kwargs)
+        if request.method == "POST" and not self.lost:
+            self.lost += 1
+            raise requests.ConnectionError("connection reset by peer (after the desk had written)", request=request)
+        return response
+
+
+def settled(runtime: Runtime) -> bool:
+    depths = queue_depths(runtime.store)
+    return not (depths["inbox_pending"] or depths["outbox_pending"])
+
+
+def start(world: World) -> tuple[Runtime, Daemon]:
+    runtime = world.runtime()
+    daemon = Daemon(runtime, host="127.0.0.1", port=world.port).start()
+    world.pd.set_webhook_url(f"{daemon.url}/webhooks/pagerduty")
+    return runtime, daemon
+
+
+@pytest.fixture
+def daemon(world: World) -> Iterator[tuple[Runtime, Daemon]]:
+    runtime, running = start(world)
+    try:
+        yield runtime, running
+    finally:
+        running.stop()
+        runtime.store.dispose()
+
+
+def synced(world: World, runtime: Runtime, incident: str) -> list[dict[str, str]]:
+    wait_until(lambda: world.tickets(incident) and settled(runtime), message=f"a ticket for {incident}")
+    return world.tickets(incident)
+
+
+def test_a_live_incident_gets_its_ticket_in_one_call(world: World, daemon: tuple[Runtime, Daemon]) -> None:
+    runtime, _ = daemon
+    incident = world.pd.trigger("Payments API", "Card declines spiking", user="alice")
+    assert len(synced(world, runtime, incident)) == 1
+    calls = world.sn.calls.snapshot()
+    assert calls.get(SEARCH, 0) == 0, calls
+    assert calls[CREATE] == 1
+
+
+def test_a_create_whose_answer_was_lost_finds_its_ticket_instead_of_making_a_second(
+        world: World, daemon: tuple[Runtime, Daemon]) -> None:
+    runtime, _ = daemon
+    wire = LosesTheFirstCreateAnswer()
+    runtime.connectors["servicenow"].session.mount("http://", wire)
+    incident = world.pd.trigger("Search", "Index lag", user="alice")
+    tickets = synced(world, runtime, incident)
+    assert wire.lost == 1
+    assert len(tickets) == 1  # the retry searched, found the ticket the lost answer was about, and used it
+    calls = world.sn.calls.snapshot()
+    assert calls[CREATE] == 1 and calls[SEARCH] >= 1, calls
+    wait_until(lambda: any(tickets[0]["number"] in note["content"] for note in world.pd.notes(incident)),
+               message="the backlink names the one ticket")
+
+
+def test_always_searches_before_every_create_when_configured(world: World) -> None:
+    config = world.config_path.read_text()
+    world.config_path.write_text(config.replace("claim_lease_seconds = 5",
+                                                "claim_lease_seconds = 5\nfind_before_create = \"always\""))
+    runtime, running = start(world)
+    try:
+        incident = world.pd.trigger("Identity", "Login latency", user="alice")
+        assert len(synced(world, runtime, incident)) == 1
+        assert world.sn.calls.snapshot()[SEARCH] == 1
+    finally:
+        running.stop()
+        runtime.store.dispose()

@@ -7,9 +7,12 @@ given without a time are whole days in the entity's Member State (``--to 2026-03
 
 from __future__ import annotations
 
+import gc
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,30 +62,57 @@ def select_packs(settings: ComplianceSettings, packs: Sequence[str] | None) -> l
     return chosen
 
 
+@contextmanager
+def collector_paused(*, set_aside: bool = False) -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a check builds its objects.
+
+    A check of 100,000 incidents holds some ten million objects (timelines, findings) without reference
+    cycles; as they pile up the collector walks all of them again and again, for a fifth of the run time.
+    Reference counting still frees everything as usual. The collector is back on afterwards (unless it
+    was already off: a nested pause leaves it to the outer one); its next pass then walks the check's
+    objects once more. `set_aside` is for one-shot commands, which exit soon after: it moves every
+    object made so far out of the collector's sight for good (`gc.freeze`), saving that pass (~4 s at
+    100,000 incidents) and any later one.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        if set_aside:
+            gc.freeze()
+        gc.enable()
+
+
 def check(timelines: Sequence[Timeline], settings: ComplianceSettings, *, packs: Sequence[str] | None = None,
           context: Context | None = None, now: datetime | None = None) -> list[Finding]:
     """Every finding of the chosen packs: incident rules per timeline, then period rules once."""
     if context is None:
         context = Context(settings=settings, now=now or datetime.now(timezone.utc), all_timelines=timelines)
     findings: list[Finding] = []
-    for name in select_packs(settings, packs):
-        for rule in PACKS[name]:
-            if rule.scope == "period":
-                findings += rule(None, context)
-                continue
-            for timeline in timelines:
-                findings += rule(timeline, context)
+    with collector_paused():
+        for name in select_packs(settings, packs):
+            for rule in PACKS[name]:
+                if rule.scope == "period":
+                    findings += rule(None, context)
+                    continue
+                for timeline in timelines:
+                    findings += rule(timeline, context)
     return findings
 
 
 def summarize(findings: Sequence[Finding]) -> dict[str, Any]:
     """Counts by verdict, and by rule and verdict, for tables and the report."""
-    totals = Counter(f.verdict.value for f in findings)
+    totals: Counter[str] = Counter()
     by_rule: dict[str, Counter[str]] = defaultdict(Counter)
-    for f in findings:
-        by_rule[f.rule_id][f.verdict.value] += 1
+    # one pass in C over (rule, verdict) pairs, in order of first appearance: millions of findings at scale
+    for (rule, verdict), count in Counter(map(attrgetter("rule_id", "verdict"), findings)).items():
+        totals[verdict.value] += count
+        by_rule[rule][verdict.value] += count
     return {"total": len(findings), **{v.value: totals.get(v.value, 0) for v in Verdict},
-            "incidents": len({f.incident_id for f in findings if f.incident_id}),
+            "incidents": len(set(map(attrgetter("incident_id"), findings)) - {None, ""}),
             "by_rule": {rule: dict(counts) for rule, counts in by_rule.items()}}
 
 

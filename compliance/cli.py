@@ -18,7 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bridge.cli_common import _config_option, _json_option, console, err_console, handle_errors, load, print_json
-from compliance.checker import PeriodError, check, has_failures, in_period, parse_bound, summarize
+from compliance.checker import (PeriodError, check, collector_paused, has_failures, in_period, parse_bound,
+                                summarize)
 from compliance.rules import Context, Finding, Verdict
 from compliance.settings import ComplianceSettings, settings_from
 from compliance.timeline import LineError, Timeline, read_jsonl
@@ -86,23 +87,25 @@ def _period(settings: ComplianceSettings, start: str | None,
 def _gather(config: Any, settings: ComplianceSettings, input_path: Path | None, period: tuple[Any, Any],
             packs: list[str] | None, now: datetime) -> tuple[list[Timeline], list[Finding], list[LineError], Context]:
     """Timelines of the period and their findings, from a file or from the store (with the chain verified)."""
-    if input_path is None:
-        from compliance.service import check_store
+    with collector_paused(set_aside=True):  # the command prints them and exits
+        if input_path is None:
+            from compliance.service import check_store
 
+            try:
+                timelines, findings, context = check_store(_store(config), settings, now=now, period=period,
+                                                           packs=packs)
+            except PeriodError as exc:
+                raise click.BadParameter(str(exc), param_hint="--pack") from None
+            return timelines, findings, [], context
+        everything, errors = read_jsonl(input_path)
+        timelines = in_period(everything, *period)
+        context = Context(settings=settings, now=now, audit_verification=None, all_timelines=everything,
+                          period=period, recurring_assessments=None)
         try:
-            timelines, findings, context = check_store(_store(config), settings, now=now, period=period, packs=packs)
+            findings = check(timelines, settings, packs=packs, context=context)
         except PeriodError as exc:
             raise click.BadParameter(str(exc), param_hint="--pack") from None
-        return timelines, findings, [], context
-    everything, errors = read_jsonl(input_path)
-    timelines = in_period(everything, *period)
-    context = Context(settings=settings, now=now, audit_verification=None, all_timelines=everything,
-                      period=period, recurring_assessments=None)
-    try:
-        findings = check(timelines, settings, packs=packs, context=context)
-    except PeriodError as exc:
-        raise click.BadParameter(str(exc), param_hint="--pack") from None
-    return timelines, findings, errors, context
+        return timelines, findings, errors, context
 
 
 def _packs(text: str | None) -> list[str] | None:

@@ -14,13 +14,14 @@ and durations ``DDD:HH:MM`` as Annex II asks.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from compliance import vocab
-from compliance.classification import CRITERIA, assess
+from compliance.classification import CRITERIA, Assessment, assess
 from compliance.settings import ComplianceSettings
 from compliance.timeline import Timeline
 
@@ -85,12 +86,14 @@ def _duration_hours(timeline: Timeline) -> float | None:
     return None
 
 
-def field_values(timeline: Timeline, settings: ComplianceSettings, stage: str) -> dict[str, Any]:
-    """Every Annex I field by number, None where the timeline or config does not say."""
+def field_values(timeline: Timeline, settings: ComplianceSettings, stage: str, *,
+                 assessment: Assessment | None = None) -> dict[str, Any]:
+    """Every Annex I field by number, None where the timeline or config does not say (`assessment`: the
+    major-incident test of the timeline's classification when the caller has it already)."""
     e, d, t = settings.entity, timeline.dora, timeline
     c = t.classification
     submitter = e.submitter
-    assessment = assess(c)
+    assessment = assessment if assessment is not None else assess(c)
     criteria = [CRITERIA[key][1] for key in assessment.met]
     if c is not None and c.critical_services:
         criteria.append("critical_services_affected")
@@ -176,9 +179,23 @@ def required_fields(values: dict[str, Any], stage: str) -> list[str]:
 
 def missing_fields(timeline: Timeline, settings: ComplianceSettings, stage: str) -> list[str]:
     """Mandatory fields still empty, as '2.7 how the incident was discovered'."""
-    values = field_values(timeline, settings, stage)
+    return _missing(field_values(timeline, settings, stage), stage)
+
+
+def missing_by_stage(timeline: Timeline, settings: ComplianceSettings, stages: Sequence[str], *,
+                     assessment: Assessment | None = None) -> dict[str, list[str]]:
+    """`missing_fields` of several stages from one reading of the timeline: only field 1.1 (the type of
+    submission, never empty) depends on the stage."""
+    values = field_values(timeline, settings, stages[0], assessment=assessment)
+    return {stage: _missing({**values, "1.1": SUBMISSION[stage]}, stage) for stage in stages}
+
+
+_EMPTY = (None, "", [])
+
+
+def _missing(values: dict[str, Any], stage: str) -> list[str]:
     return [f"{number} {LABELS[number]}" for number in required_fields(values, stage)
-            if values.get(number) in (None, "", [])]
+            if values.get(number) in _EMPTY]
 
 
 def _prune(value: Any) -> Any:

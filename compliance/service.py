@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from bridge.audit import verify_store
 from bridge.store import Store
-from compliance.checker import check, in_period
+from compliance.checker import check, collector_paused, in_period
 from compliance.rules import Context, Finding
 from compliance.settings import ComplianceSettings
 from compliance.store import load_assessments, load_timelines
@@ -21,8 +21,9 @@ def check_store(store: Store, settings: ComplianceSettings, *, now: datetime,
                 period: tuple[Any, Any] = (None, None),
                 packs: Sequence[str] | None = None) -> tuple[list[Timeline], list[Finding], Context]:
     """The period's timelines, their findings, and the context (chain verification included)."""
-    everything = load_timelines(store)
-    context = Context(settings=settings, now=now, audit_verification=verify_store(store), all_timelines=everything,
-                      period=period, recurring_assessments=load_assessments(store))
-    timelines = in_period(everything, *period)
-    return timelines, check(timelines, settings, packs=packs, context=context), context
+    with collector_paused():  # reading 100,000 timelines is millions of new objects too (see `collector_paused`)
+        everything = load_timelines(store)
+        context = Context(settings=settings, now=now, audit_verification=verify_store(store),
+                          all_timelines=everything, period=period, recurring_assessments=load_assessments(store))
+        timelines = in_period(everything, *period)
+        return timelines, check(timelines, settings, packs=packs, context=context), context

@@ -7,6 +7,7 @@ live in `dora_reporting`; both lists make up the ``dora`` pack.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -16,18 +17,22 @@ from compliance.rules import Context, Finding, Verdict, finding, incident_rule, 
 from compliance.timeline import Timeline
 
 
-def is_major(timeline: Timeline) -> bool:
-    """Treated as major, or major by its own figures (then DORA-C2 also fails)."""
-    return timeline.classified_major or assess(timeline.classification).major
+def is_major(timeline: Timeline, context: Context | None = None) -> bool:
+    """Treated as major, or major by its own figures (then DORA-C2 also fails). With the check's
+    context, the test of the figures is the one DORA-C1 made (done once per incident)."""
+    if timeline.classified_major:
+        return True
+    return (assessed(timeline, context) if context else assess(timeline.classification)).major
 
 
-def _assessed(timeline: Timeline, context: Context) -> Assessment:
+def assessed(timeline: Timeline, context: Context) -> Assessment:
+    """The major-incident test of the timeline's figures, made once per check and shared by the rules."""
     return context.cached("assess", timeline, lambda: assess(timeline.classification))
 
 
 @incident_rule("DORA-C1", "Major incident test (RTS 2024/1772 Art. 8(1))")
 def major_test(timeline: Timeline, context: Context) -> list[Finding]:
-    result = _assessed(timeline, context)
+    result = assessed(timeline, context)
     refs = timeline.refs("classified", "classified_major")
     details = {"major": result.major if result.assessed else None, "thresholds_met": sorted(result.met)}
     if not result.assessed:
@@ -41,10 +46,10 @@ def major_test(timeline: Timeline, context: Context) -> list[Finding]:
 
 @incident_rule("DORA-C2", "Classification consistent with the recorded figures")
 def consistent(timeline: Timeline, context: Context) -> list[Finding]:
-    result = _assessed(timeline, context)
-    refs = timeline.refs("classified", "classified_major")
+    result = assessed(timeline, context)
     if not result.assessed:
         return [finding("DORA-C2", timeline, Verdict.NA, "No classification figures to compare with.")]
+    refs = timeline.refs("classified", "classified_major")
     if result.major and not timeline.classified_major:
         return [finding("DORA-C2", timeline, Verdict.FAIL, "The recorded figures make this a major incident "
                         f"({result.explain()}), but it was not classified as major, so no report went to the "
@@ -75,21 +80,27 @@ def _when(timeline: Timeline) -> datetime | None:
     return timeline.occurred_at or timeline.detected_at or timeline.opened_at
 
 
-def _clusters(timelines: list[Timeline]) -> list[list[Timeline]]:
-    """Non-major incidents with the same root cause within 6 months of the first, largest groups first."""
+def _clusters(timelines: list[Timeline], context: Context) -> list[list[Timeline]]:
+    """Non-major incidents with the same root cause within 6 months of the first (each window that is
+    not inside an earlier one), root cause by root cause, earliest first."""
     groups: dict[str, list[Timeline]] = defaultdict(list)
     for t in timelines:
-        if t.root_cause and _when(t) and not is_major(t):
+        if t.root_cause and _when(t) and not is_major(t, context):
             groups[" ".join(t.root_cause.lower().split())].append(t)
     found: list[list[Timeline]] = []
+    holding: dict[str, list[set[str]]] = defaultdict(list)  # incident id -> ids of each found window holding it
     for items in groups.values():
         items.sort(key=lambda t: _when(t))  # type: ignore[arg-type,return-value]
+        times = [_when(t) for t in items]
         for i, start in enumerate(items):
-            end = add_months(_when(start), 6)  # type: ignore[arg-type]
-            window = [t for t in items[i:] if _when(t) <= end]  # type: ignore[operator]
+            # sorted by time, so the incidents up to 6 months after `start` are the next ones in the list
+            window = items[i:bisect_right(times, add_months(times[i], 6), lo=i)]  # type: ignore[arg-type,type-var]
             ids = {t.id for t in window}
-            if len(window) >= 2 and not any(ids <= {t.id for t in f} for f in found):
+            # a window inside an earlier one holds `start` too, so only those holding it need comparing
+            if len(window) >= 2 and not any(ids <= earlier for earlier in holding[start.id]):
                 found.append(window)
+                for incident_id in ids:
+                    holding[incident_id].append(ids)
     return found
 
 
@@ -117,7 +128,12 @@ def recurring(context: Context) -> list[Finding]:
                         "microenterprises and DORA Art. 16(1) entities.")]
     out: list[Finding] = []
     start, end = context.period
-    for cluster in _clusters(list(context.all_timelines)):
+    reporting: dict[str, list[Timeline]] = defaultdict(list)  # incident id -> reported incidents aggregating it
+    for t in context.all_timelines:
+        if t.reports:
+            for incident_id in dict.fromkeys(t.recurring_incidents):
+                reporting[incident_id].append(t)
+    for cluster in _clusters(list(context.all_timelines), context):
         ids = [t.id for t in cluster]
         opened = [t.opened_at for t in cluster if t.opened_at]
         if opened and not any((start is None or at >= start) and (end is None or at < end) for at in opened):
@@ -125,7 +141,7 @@ def recurring(context: Context) -> list[Finding]:
         result = assess(aggregate(t.classification for t in cluster))
         if not result.major:
             continue
-        reported = [t for t in context.all_timelines if set(ids) <= set(t.recurring_incidents) and t.reports]
+        reported = [t for t in reporting.get(ids[0], []) if set(ids) <= set(t.recurring_incidents)]
         text = (f"{len(ids)} non-major incidents with the same root cause ({cluster[0].root_cause!r}) within 6 months "
                 f"({', '.join(ids)}) together meet the major test: {result.explain()}.")
         if reported:
@@ -168,7 +184,7 @@ def _told(rule_id: str, timeline: Timeline, context: Context, *, at: datetime | 
 
 @incident_rule("DORA-CL1", "Clients informed when their financial interests are affected (DORA Art. 19(3))")
 def clients_informed(timeline: Timeline, context: Context) -> list[Finding]:
-    if not is_major(timeline) or timeline.dora.financial_interest_impact != "yes":
+    if not is_major(timeline, context) or timeline.dora.financial_interest_impact != "yes":
         return [finding("DORA-CL1", timeline, Verdict.NA, "Not a major incident affecting clients' financial "
                         "interests (field 3.30).")]
     start = timeline.aware_at
@@ -181,7 +197,7 @@ def clients_informed(timeline: Timeline, context: Context) -> list[Finding]:
 
 @incident_rule("DORA-M1", "Senior management and management body informed (DORA Art. 17(3)(e))")
 def management_informed(timeline: Timeline, context: Context) -> list[Finding]:
-    if not is_major(timeline):
+    if not is_major(timeline, context):
         return [finding("DORA-M1", timeline, Verdict.NA, "Not a major incident.")]
     start = timeline.classified_major_at or timeline.aware_at
     since = "classification as major" if timeline.classified_major_at else "becoming aware"

@@ -11,7 +11,8 @@ from datetime import timedelta
 from compliance.calendar import human_delta
 from compliance.classification import assess
 from compliance.deadlines import EVIDENCE, Deadline, dora_deadlines
-from compliance.report import missing_fields
+from compliance.packs.dora import assessed
+from compliance.report import missing_by_stage
 from compliance.rules import Context, Finding, Verdict, finding, incident_rule, timing
 from compliance.timeline import Timeline
 
@@ -33,9 +34,9 @@ def _deadline(timeline: Timeline, context: Context, stage: str) -> Deadline | No
 
 
 def _timeliness(rule_id: str, stage: str, timeline: Timeline, context: Context) -> list[Finding]:
-    refs = timeline.refs(*EVIDENCE[stage])
     if not timeline.classified_major:
         return [finding(rule_id, timeline, Verdict.NA, "Not classified as major: no DORA report is due.")]
+    refs = timeline.refs(*EVIDENCE[stage])
     if timeline.classified_major_at is None:
         return [finding(rule_id, timeline, Verdict.WARN, "The incident is flagged major but the time of its "
                         "classification is not recorded, so report deadlines cannot be checked; record "
@@ -163,7 +164,8 @@ def _content(rule_id: str, stage: str, timeline: Timeline, context: Context) -> 
     submitted = timeline.reports_of(stage)
     if deadline is None and not submitted:
         return [finding(rule_id, timeline, Verdict.NA, f"{NAMES[stage]} is not due yet.")]
-    missing = missing_fields(timeline, context.settings, stage)
+    missing = context.cached("missing_fields", timeline, lambda: missing_by_stage(
+        timeline, context.settings, list(NAMES), assessment=assessed(timeline, context)))[stage]
     refs = timeline.refs(f"report_{stage}")
     if not missing:
         return [finding(rule_id, timeline, Verdict.PASS, f"{NAMES[stage]} has every mandatory field.", evidence=refs)]

@@ -142,7 +142,7 @@ def sla(timeline: Timeline, context: Context) -> list[Finding]:
 @incident_rule("ITIL-I5", "Major incident has a post-incident review and a problem record before closure")
 def major_review(timeline: Timeline, context: Context) -> list[Finding]:
     t = timeline
-    if not is_major(t):
+    if not is_major(t, context):
         return [finding("ITIL-I5", t, Verdict.NA, "Not a major incident.")]
     refs = t.refs("pir", "problem", "closed")
     if t.closed_at is None:

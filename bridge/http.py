@@ -12,6 +12,7 @@ rate limiter (`bridge.ratelimit`), so no connector can forget the vendor's limit
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 import requests
 from tenacity import (
@@ -42,6 +44,7 @@ from bridge.errors import (
 from bridge.ratelimit import DEFAULT_429_PAUSE, RateLimiter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Requests the bridge sends that create or append (a ticket, a note): repeated blindly, they do it twice.
@@ -84,8 +87,10 @@ class _WaitRetryAfter:
 
     def __call__(self, state: RetryCallState) -> float:
         outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            hinted = retry_after_seconds(outcome.result())
+        if outcome is not None:
+            # A response's header, or a typed error's (`retrying_whole`): the hint the server gave.
+            hinted = getattr(outcome.exception(), "retry_after", None) if outcome.failed \
+                else retry_after_seconds(outcome.result())
             if hinted is not None:
                 return min(hinted, self.maximum)
         return self.fallback(state)
@@ -147,6 +152,22 @@ class RetryingSession(requests.Session):
         unretried = getattr(self._last, "unretried", False)
         self._last.unretried = False
         return unretried
+
+    def retrying_whole(self, perform: Callable[[int], T]) -> T:
+        """Run `perform(try_number)`; when it fails with a failure this session left to its caller (see
+        `take_unretried`), run the whole of it again, with the tries and backoff a request gets. `perform`
+        is told which try it is, so a later one first looks for what an earlier one may have written."""
+        self.take_unretried()  # forget a failure of an earlier call on this thread
+        tries = itertools.count(1)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=_WaitRetryAfter(initial=self.initial_wait, maximum=self.max_wait),
+            retry=retry_if_exception(lambda exc: isinstance(exc, TransientError) and self.take_unretried()
+                                     and (exc.retry_after or 0.0) <= self.max_wait),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        return retrying(lambda: perform(next(tries)))
 
     @property
     def last_status(self) -> int | None:

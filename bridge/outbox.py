@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -137,25 +136,12 @@ def _perform_retrying_in_place(runtime: Runtime, connector: Connector, op: Outbo
     """Perform the op; when the transport left a failure to us rather than retry it (a write that may
     have been carried out, a guarded write), perform the whole op again at once, as the transport
     would have retried the request: this time searching for the ticket or note it may have written,
-    and re-reading what a guarded write depends on. Up to ``[sync] http_attempts`` tries in all."""
-    tries = runtime.config.sync.http_attempts
-    for attempt in range(1, tries + 1):
-        _unretried(connector.session)  # forget a failure of an earlier op on this thread
-        try:
-            return _perform(runtime, connector, op, link, retrying=op.attempts > 1 or attempt > 1)
-        except TransientError as exc:
-            wait = max(_in_place_wait(connector.session, attempt), exc.retry_after or 0.0)
-            if attempt == tries or not _unretried(connector.session) or wait > runtime.config.sync.http_max_wait_seconds:
-                raise
-            log.debug("outbox op %s: %s; trying again in %.2fs", op.id, exc, wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")  # the loop returns or raises
-
-
-def _in_place_wait(session: Any, attempt: int) -> float:
-    """The transport's own backoff before its next try (exponential, jittered)."""
-    initial, maximum = getattr(session, "initial_wait", 0.2), getattr(session, "max_wait", 10.0)
-    return min(maximum, initial * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+    and re-reading what a guarded write depends on (`RetryingSession.retrying_whole`)."""
+    retrying_whole = getattr(connector.session, "retrying_whole", None)
+    if retrying_whole is None:
+        return _perform(runtime, connector, op, link, retrying=op.attempts > 1)
+    return retrying_whole(lambda attempt: _perform(runtime, connector, op, link,  # type: ignore[no-any-return]
+                                                   retrying=op.attempts > 1 or attempt > 1))
 
 
 def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *, retrying: bool) -> dict[str, Any]:
@@ -282,12 +268,6 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
                           "winner": "desk", "source_at": format_time(source_at),
                           "desk_at": format_time(current.updated_at)})
     return conflicts, current
-
-
-def _unretried(session: Any) -> bool:
-    """The transport left the last failure to the caller (see `RetryingSession.take_unretried`)."""
-    take = getattr(session, "take_unretried", None)
-    return bool(take()) if take is not None else False
 
 
 def _prompt(session: Any) -> Any:

@@ -171,3 +171,23 @@ def test_an_agent_moving_the_issue_mid_transition_is_a_conflict_to_retry_not_a_d
     with pytest.raises(ConflictError, match="changed status"):
         jsm.update(ref.id, {"state": "In Progress"})
     assert sim.issue(ref.id)["fields"]["status"]["name"] == "Resolved"  # the agent's decision stands
+
+
+def test_an_agent_resolving_between_the_status_check_and_the_move_is_never_reopened(sim: JsmSimulator) -> None:
+    """The guarded write checked the status (To Do) and then lists transitions; an agent resolving in
+    between leaves no way to In Progress but through Reopen, which would silently undo the agent."""
+    jsm = connect(sim)
+    ref = jsm.create({"summary": "Card declines"}, correlation_id="pagerduty:PRACE02")
+    real_transitions = jsm.client.transitions
+
+    def agent_resolves_right_before_we_list(key: str, **kwargs: object) -> object:
+        sim.desk_transition(ref.id, "Resolve")  # the agent is faster than our transitions read
+        jsm.client.transitions = real_transitions  # only once
+        return real_transitions(key, **kwargs)
+
+    jsm.client.transitions = agent_resolves_right_before_we_list
+    with pytest.raises(ConflictError, match="Resolved"):
+        jsm.update_if(ref.id, {"status": "In Progress"}, expect={"status": "To Do"})
+    assert sim.issue(ref.id)["fields"]["status"]["name"] == "Resolved"  # the agent's decision stands
+    jsm.update(ref.id, {"status": "In Progress"})  # unguarded, a move out of Resolved still reopens
+    assert sim.issue(ref.id)["fields"]["status"]["name"] == "In Progress"

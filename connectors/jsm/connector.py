@@ -272,7 +272,9 @@ class JsmConnector(Connector):
             if status != wanted:
                 raise ConflictError(f"{self.name}: {key} moved to {status!r} since it was read ({wanted!r}); "
                                     "will decide again", connection=self.name, status=409)
-            self.update(record_id, moving)
+            _, state, resolution, _ = self._split(moving)
+            if state:
+                self._move(key, state, resolution, expect=wanted)
 
     def update(self, record_id: str, fields: Mapping[str, str]) -> None:
         """One PUT for field edits, one POST per note, GET + POST transitions for ``status``."""
@@ -293,13 +295,15 @@ class JsmConnector(Connector):
         self._wire(f"add {'internal' if internal else 'public'} comment to {key}",
                    lambda: self.client.add_comment(key, text, is_internal=internal))
 
-    def _move(self, key: str, state: str, resolution: str | None, *, hops: int = 2, reopen: bool = True) -> None:
+    def _move(self, key: str, state: str, resolution: str | None, *, hops: int = 2, reopen: bool = True,
+              expect: str | None = None) -> None:
         """Transition `key` to desk state `state` by the configured transition name; a no-op if already there.
 
         When no transition leads there from the current status (a resolved issue asked to be In
         Progress after a reopen and an acknowledge were polled together), the issue is first moved
         back to an open status (a transition to a status outside the "done" category, e.g. Reopen),
-        then moved on: at most `hops` transitions.
+        then moved on: at most `hops` transitions. A guarded move (`expect`: the status the decision
+        was made on) never reopens an issue an agent moved meanwhile: that is a `ConflictError`.
         """
         available = self._wire(f"read transitions of {key}",
                                lambda: self.client.transitions(key, expand="transitions.fields"))
@@ -312,6 +316,9 @@ class JsmConnector(Connector):
             status = current["fields"]["status"]["name"]
             if status.lower() == state.lower() or not reopen:
                 return
+            if expect is not None and status != expect:
+                raise ConflictError(f"{self.name}: {key} moved to {status!r} since it was read ({expect!r}); "
+                                    "will decide again", connection=self.name, status=409)
             reopen = next((t for t in available
                            if ((t.get("to") or {}).get("statusCategory") or {}).get("key") in ("new", "indeterminate")),
                           None)

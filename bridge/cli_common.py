@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,38 @@ def handle_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def print_json_stream(head: dict[str, Any], key: str, items: Iterable[Any], *, batch: int = 1000) -> None:
+    """Print the JSON document ``{**head, key: list(items)}`` piece by piece, one item a line.
+
+    For outputs too big for `print_json` (millions of compliance findings): only one item is encoded at a
+    time, so memory does not grow with the output. Same data as `print_json` (keys sorted, ``default=str``),
+    compact separators.
+    """
+    if key in head:
+        raise ValueError(f"{key!r} is both in head and the streamed key")
+    encode = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":")).encode
+    out = sys.stdout
+    names = sorted([*head, key])
+    parts = ["{"]
+    for number, name in enumerate(names):
+        parts.append(("," if number else "") + encode(name) + ":")
+        if name != key:
+            parts.append(encode(head[name]))
+            continue
+        parts.append("[")
+        out.write("".join(parts))
+        parts = []
+        for count, item in enumerate(items):
+            parts.append((",\n" if count else "\n") + encode(item))
+            if len(parts) >= batch:
+                out.write("".join(parts))
+                parts = []
+        parts.append("\n]")
+    parts.append("}\n")
+    out.write("".join(parts))
+    out.flush()
 
 
 def kv_table(title: str, rows: dict[str, Any]) -> Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from bridge.cli_common import _config_option, _json_option, console, err_console, handle_errors, load, print_json
+from bridge.cli_common import (_config_option, _json_option, console, err_console, handle_errors, load, print_json,
+                               print_json_stream)
 from compliance.checker import (PeriodError, check, collector_paused, has_failures, in_period, parse_bound,
                                 summarize)
 from compliance.rules import Context, Finding, Verdict
@@ -26,6 +28,7 @@ from compliance.timeline import LineError, Timeline, read_jsonl
 
 compliance_group = click.Group("compliance", help="Check incidents against ITIL, DORA and NIS2; export evidence.")
 COLOURS = {"pass": "green", "fail": "bold red", "warn": "yellow", "n/a": "dim"}
+TABLE_LIMIT = 200  # rows of the findings table by default: 100,000 incidents give millions of findings
 
 
 def _hidden_now(function: Any) -> Any:
@@ -112,11 +115,13 @@ def _packs(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def _print_findings(findings: list[Finding], context: Context, *, show_all: bool) -> None:
+def _print_findings(findings: list[Finding], context: Context, summary: dict[str, Any], *, show_all: bool,
+                    limit: int) -> None:
+    """The summary by rule (always complete), then the findings needing attention (or all of them) up to
+    `limit` rows (0: no cap) and how many more there are."""
     from compliance.packs import PACKS
 
     titles = {rule.rule_id: rule.title for rules in PACKS.values() for rule in rules}
-    summary = summarize(findings)
     table = Table(title="Checks by rule", title_justify="left")
     for column in ("rule", "what it checks", "pass", "fail", "warn", "n/a"):
         table.add_column(column)
@@ -124,10 +129,13 @@ def _print_findings(findings: list[Finding], context: Context, *, show_all: bool
         table.add_row(rule, titles.get(rule, ""), *(f"[{COLOURS[v]}]{counts.get(v, 0)}[/]" if counts.get(v) else "0"
                                                    for v in ("pass", "fail", "warn", "n/a")))
     console.print(table)
-    shown = findings if show_all else [f for f in findings if f.verdict in (Verdict.FAIL, Verdict.WARN)]
-    if not shown:
+    total = summary["total"] if show_all else summary["fail"] + summary["warn"]
+    if not total:
         console.print("[green]Nothing needs attention.[/]")
         return
+    shown = iter(findings) if show_all else (f for f in findings if f.verdict in (Verdict.FAIL, Verdict.WARN))
+    if limit:
+        shown = islice(shown, limit)
     detail = Table(title="All findings" if show_all else "Findings needing attention", title_justify="left")
     for column in ("incident", "rule", "verdict", "finding", "evidence"):
         detail.add_column(column, overflow="fold")
@@ -136,6 +144,11 @@ def _print_findings(findings: list[Finding], context: Context, *, show_all: bool
         detail.add_row(escape(f.incident_id or "(period)"), f.rule_id, verdict,
                        escape(f.message), escape(" ".join(f.evidence)))
     console.print(detail)
+    more = total - detail.row_count
+    if more > 0:
+        console.print(f"... and {more:,} more finding{'s' if more > 1 else ''} not shown: --limit 0 lists them all, "
+                      "--json prints every finding; or narrow the check with --from/--to/--pack.", highlight=False,
+                      soft_wrap=True)
 
 
 def _print_line_errors(errors: list[LineError]) -> None:
@@ -150,11 +163,14 @@ def _print_line_errors(errors: list[LineError]) -> None:
               "default: compliance.packs.")
 @_input_option
 @click.option("--all", "show_all", is_flag=True, help="List passed and not-applicable findings too.")
+@click.option("--limit", type=click.IntRange(min=0), default=TABLE_LIMIT, show_default=True, metavar="N",
+              help="Show at most N rows in the findings table, then how many more there are (0: all). The "
+                   "summary by rule always counts every finding, and --json prints every finding.")
 @_json_option
 @_hidden_now
 @handle_errors
 def check_command(config_path: Path, start_text: str | None, end_text: str | None, pack_text: str | None,
-                  input_path: Path | None, show_all: bool, as_json: bool, now_text: str | None) -> None:
+                  input_path: Path | None, show_all: bool, limit: int, as_json: bool, now_text: str | None) -> None:
     """Check every incident of the period against the rule packs. Exit 1 if any check fails.
 
     Each finding names its rule id (compliance-spec §7), the incident, the verdict, what it means, the
@@ -165,14 +181,15 @@ def check_command(config_path: Path, start_text: str | None, end_text: str | Non
     now = _time(now_text, settings, name="--now")
     timelines, findings, errors, context = _gather(config, settings, input_path, period, _packs(pack_text), now)
     failed = has_failures(findings) or bool(errors)
-    if as_json:
-        print_json({"ok": not failed, "period": {"from": period[0], "to": period[1]}, "incidents": len(timelines),
-                    "summary": summarize(findings), "findings": [f.to_dict() for f in findings],
-                    "input_errors": [{"line": e.line, "field": e.field, "message": e.message} for e in errors]})
+    counts = summarize(findings)
+    if as_json:  # streamed: millions of findings would be gigabytes as one string
+        print_json_stream({"ok": not failed, "period": {"from": period[0], "to": period[1]},
+                           "incidents": len(timelines), "summary": counts,
+                           "input_errors": [{"line": e.line, "field": e.field, "message": e.message} for e in errors]},
+                          "findings", (f.to_dict() for f in findings))
     else:
-        _print_findings(findings, context, show_all=show_all)
+        _print_findings(findings, context, counts, show_all=show_all, limit=limit)
         _print_line_errors(errors)
-        counts = summarize(findings)
         console.print(f"{len(timelines)} incident(s): {counts['fail']} failed, {counts['warn']} warning(s), "
                       f"{counts['pass']} passed" + (f"; {len(errors)} input line problem(s)" if errors else ""))
     sys.exit(1 if failed else 0)

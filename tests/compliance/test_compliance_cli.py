@@ -62,6 +62,65 @@ def test_check_table_output(config: Path) -> None:
     assert "6 incident(s):" in result.output
 
 
+def _detail_verdicts(output: str) -> list[str]:
+    """The verdict cell of each row of the findings table (a row folded over several lines counts once)."""
+    title = "All findings" if "All findings" in output else "Findings needing attention"
+    table = output.split(title, 1)[1].split("└", 1)[0]
+    cells = [line.split("│") for line in table.splitlines() if line.startswith("│")]
+    return [row[3].strip() for row in cells if row[3].strip()]
+
+
+def test_check_table_shows_at_most_limit_rows_and_says_how_many_more(config: Path) -> None:
+    check = ["check", "--config", str(config), "--input", str(FIXTURES / "incidents.jsonl"), *NOW]
+    summary = json.loads(invoke(*check, "--json").output)["summary"]
+    attention = summary["fail"] + summary["warn"]  # 14 in the fixture
+    result = invoke(*check, "--limit", "3")
+    assert result.exit_code == 1  # the cap changes what is shown, not the verdict
+    assert _detail_verdicts(result.output) == ["fail", "fail", "fail"]
+    assert (f"... and {attention - 3:,} more findings not shown: --limit 0 lists them all, --json prints every "
+            "finding; or narrow the check with --from/--to/--pack.") in result.output
+    assert "DORA-REC1" in result.output.split("Findings needing attention")[0]  # the summary by rule stays whole
+    assert f"6 incident(s): {summary['fail']} failed" in result.output
+
+    every = invoke(*check, "--limit", "0")
+    assert sorted(_detail_verdicts(every.output)) == ["fail"] * summary["fail"] + ["warn"] * summary["warn"]
+    assert "more finding" not in every.output and every.exit_code == 1
+    assert len(_detail_verdicts(invoke(*check).output)) == attention  # fewer than the default 200: all shown
+
+    everything = invoke(*check, "--all", "--limit", "5")
+    assert len(_detail_verdicts(everything.output)) == 5
+    assert f"... and {summary['total'] - 5:,} more findings not shown" in everything.output
+
+    assert CliRunner().invoke(compliance_group, [*check, "--limit", "-1"]).exit_code == 2
+
+
+def test_check_json_holds_every_finding_in_the_same_document(config: Path) -> None:
+    result = invoke("check", "--config", str(config), "--input", str(FIXTURES / "incidents.jsonl"), "--json",
+                    "--limit", "1", *NOW)  # --limit caps the table only
+    data = json.loads(result.output)
+    assert result.exit_code == 1
+    assert set(data) == {"ok", "period", "incidents", "summary", "findings", "input_errors"}
+    assert len(data["findings"]) == data["summary"]["total"] == 148
+    assert sum(f["verdict"] == "fail" for f in data["findings"]) == data["summary"]["fail"]
+    assert data["period"] == {"from": None, "to": None} and data["input_errors"] == []
+
+
+def test_print_json_stream_prints_what_print_json_would(capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timezone
+
+    from bridge.cli_common import print_json, print_json_stream
+
+    head = {"ok": False, "when": datetime(2026, 3, 1, tzinfo=timezone.utc), "a": {"z": 1, "b": [1, 2]}}
+    for items in ([], [{"y": 1, "x": "é"}], [{"n": n} for n in range(2500)]):
+        print_json_stream(head, "findings", iter(items), batch=1000)
+        streamed = capsys.readouterr().out
+        print_json({**head, "findings": items})
+        assert json.loads(streamed) == json.loads(capsys.readouterr().out)
+        assert streamed.count("\n") == len(items) + 2  # one item a line, never one giant line
+    with pytest.raises(ValueError):
+        print_json_stream({"findings": 1}, "findings", [])
+
+
 def test_malformed_input_lines_are_reported_and_the_rest_checked(config: Path) -> None:
     result = invoke("check", "--config", str(config), "--input", str(FIXTURES / "malformed.jsonl"), "--json", *NOW)
     data = json.loads(result.output)

@@ -29,7 +29,7 @@ from bridge.ingest import store_changes
 from bridge.model import Change, Incident, Ticket, format_time, parse_time
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
-from bridge.store import DeadLetter, Link, OutboxOp
+from bridge.store import DeadLetter, Link, OutboxOp, dumps
 from compliance.feed import from_ticket_created
 from compliance.store import evidence_ref, get_timeline, save_timeline
 from connectors.base import Announcement, Connector, FieldChange, marker
@@ -148,6 +148,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
     """One try of the op. `retrying`: an earlier try may have landed, so look for its effects first."""
     payload = json.loads(op.payload)
     tag = marker(str(op.id))
+    answer: Ticket | None = None  # the ticket as a desk answered a write with it (ServiceNow)
     if op.op == "create":
         fields = _with_note(runtime, op, payload, tag)
         search = retrying or payload.get("find_first", True) or runtime.config.sync.find_before_create == "always"
@@ -178,9 +179,9 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
                 update_if(link.target_id, fields, expect=read.fields)  # prompt where it matters, itself
             else:
                 with _prompt(connector.session) if read is not None else nullcontext():
-                    connector.update(link.target_id, fields)  # type: ignore[arg-type]
+                    answer = connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
-        return {"fields": sent, "conflicts": conflicts}
+        return {"fields": sent, "conflicts": conflicts, "answer": answer}
     if op.op == "raise":
         ref = connector.find_incident(payload["incident_key"]) or connector.create_incident(
             title=payload["title"], service_id=payload["service_id"], urgency=payload["urgency"],
@@ -212,8 +213,8 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
     if op.op == "note":
         record = link.source_id if op.side == "source" else link.target_id
         if not (retrying and connector.has_note(record, tag)):  # type: ignore[arg-type]
-            connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
-        return {}
+            answer = connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
+        return {"answer": answer} if op.side == "target" else {}
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
 
 
@@ -285,12 +286,19 @@ def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: L
 
 
 def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> None:
-    """Read a ticket again and queue what it shows as a fresh change (after a stale snapshot)."""
-    started = runtime.clock()
-    ticket = connector.get(link.target_id)  # type: ignore[arg-type]
+    """Read a ticket again and queue what it shows as a fresh change (after a stale snapshot).
+
+    When the desk answered the bridge's last write with the record (`Link.target_answer`), that answer
+    is such a read, made at the moment of the write: no call is needed. A later desk change comes with
+    a later poll or webhook, which the write does not make stale."""
+    if link.target_answer and link.target_written_at is not None:
+        ticket, observed = Ticket.from_dict(json.loads(link.target_answer)), link.target_written_at
+    else:
+        observed = runtime.clock()
+        ticket = connector.get(link.target_id)  # type: ignore[arg-type]
     change = Change(connection=op.connection, event_id=f"refresh:{ticket.id}:{op.id}", event_type="ticket.refreshed",
                     record_id=ticket.id, occurred_at=ticket.updated_at, ticket=ticket, via="refresh")
-    store_changes(runtime, [change], observed_at=started)
+    store_changes(runtime, [change], observed_at=observed)
 
 
 def _notes_field(runtime: Runtime, op: OutboxOp) -> str:
@@ -333,6 +341,8 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
             link.save("target_written", {**link.load("target_written"), **result["fields"], **stamp})
         if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()
+            answer = result.get("answer")
+            link.target_answer = dumps(answer.to_dict()) if answer is not None else None
         written = {"status": result["status"]} if op.op == "transition" else result.get("source_fields") or {}
         if op.side == "source" and written:
             # Remember what the bridge set on the source, so the source's own event about it is an echo.

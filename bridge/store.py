@@ -87,6 +87,9 @@ class Link(SQLModel, table=True):
     field_times: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # After the columns of the baseline: a migration adds it at the end (0003).
+    target_answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True),
+                                      description="the ticket as the desk answered the last write (JSON), if it did")
 
     def load(self, attribute: str) -> Any:
         return json.loads(getattr(self, attribute))

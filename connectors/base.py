@@ -153,8 +153,11 @@ class Connector(ABC):
         yield PollResult(changes=result.changes, cursor=format_time(until))
 
     @abstractmethod
-    def add_note(self, record_id: str, text: str) -> None:
-        """Append `text` (which already carries the bridge's marker) to the record's timeline."""
+    def add_note(self, record_id: str, text: str) -> Ticket | None:
+        """Append `text` (which already carries the bridge's marker) to the record's timeline.
+
+        A desk that answers a write with the whole record (ServiceNow) returns it as a `Ticket`: the
+        bridge keeps it as a read made right after its write, and a refresh then needs no call."""
 
     @abstractmethod
     def has_note(self, record_id: str, tag: str) -> bool:
@@ -186,8 +189,9 @@ class Connector(ABC):
         """Create a ticket with `fields`, stamped with `correlation_id`."""
         raise NotImplementedError(f"{self.slug} is not a target")
 
-    def update(self, record_id: str, fields: Mapping[str, str]) -> None:
-        """Set `fields` on the ticket (only those given; journal fields append)."""
+    def update(self, record_id: str, fields: Mapping[str, str]) -> Ticket | None:
+        """Set `fields` on the ticket (only those given; journal fields append); the ticket as the desk
+        answered the write when it answers with the record (see `add_note`), else None."""
         raise NotImplementedError(f"{self.slug} is not a target")
 
     def get(self, record_id: str) -> Ticket:

@@ -178,19 +178,21 @@ class ServiceNowConnector(Connector):
         return RecordRef(id=sys_id, number=raw_value(record.get("number")),
                          url=record_url(self.instance_url, self.table, sys_id))
 
-    def update(self, record_id: str, fields: Mapping[str, str]) -> None:
-        """One PATCH with `fields`; ``work_notes``/``comments`` among them append journal entries."""
-        if fields:
-            self._patch(record_id, fields, what=f"update ticket {record_id}")
+    def update(self, record_id: str, fields: Mapping[str, str]) -> Ticket | None:
+        """One PATCH with `fields`; ``work_notes``/``comments`` among them append journal entries. The
+        Table API answers with the whole record after the write: returned, it spares a read."""
+        if not fields:
+            return None
+        return self._answer(self._patch(record_id, fields, what=f"update ticket {record_id}"))
 
     def stamp(self, record_id: str, correlation_id: str) -> None:
         """Mark a desk-raised ticket as linked: the bridge then finds it and reads it back like its own."""
         self._patch(record_id, {"correlation_id": correlation_id, "correlation_display": "itsm-bridge"},
                     what=f"link ticket {record_id}")
 
-    def add_note(self, record_id: str, text: str) -> None:
-        """Append a work note (internal; visible to the desk, not to the caller)."""
-        self._patch(record_id, {"work_notes": text}, what=f"add work note to ticket {record_id}")
+    def add_note(self, record_id: str, text: str) -> Ticket | None:
+        """Append a work note (internal; visible to the desk, not to the caller); the record as answered."""
+        return self._answer(self._patch(record_id, {"work_notes": text}, what=f"add work note to ticket {record_id}"))
 
     def has_note(self, record_id: str, tag: str) -> bool:
         """Whether the ticket's journal has an entry containing `tag` (a redelivered note is then skipped).
@@ -254,6 +256,14 @@ class ServiceNowConnector(Connector):
         except (KeyError, ValueError) as exc:
             raise PermanentError(f"{self.name}: {what}: unreadable record ({type(exc).__name__}: {exc})",
                                  connection=self.name) from exc
+
+    def _answer(self, record: Mapping[str, Any]) -> Ticket | None:
+        """The record a write was answered with, or None when it cannot be read as a ticket (fields hidden
+        by ACLs, say): the write itself landed, and the bridge reads the ticket when it needs to."""
+        try:
+            return normalise_ticket(record, connection=self.name, instance_url=self.instance_url, table=self.table)
+        except (KeyError, ValueError):
+            return None
 
     def _entry(self, row: Mapping[str, Any]) -> TimelineEntry:
         try:

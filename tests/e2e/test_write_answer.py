@@ -5,6 +5,7 @@ the ticket again; where no answer was kept, the ticket is read as before."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from sqlmodel import Session, select
@@ -12,11 +13,33 @@ from sqlmodel import Session, select
 from bridge.daemon import sync_once, work_until_idle
 from bridge.ingest import poll_connection, store_changes
 from bridge.model import Change
+from bridge.runtime import Runtime
 from bridge.store import Link, OutboxOp
 from tests.e2e.conftest import World
 
 pytestmark = pytest.mark.e2e
 TICKET_READ = "GET /api/now/table/incident/{sys_id}"
+
+
+@pytest.fixture
+def runtime(world: World) -> Iterator[Runtime]:
+    runtime = world.runtime()
+    yield runtime
+    runtime.store.dispose()
+
+
+def ticket_for(world: World, runtime: Runtime, service: str, title: str, user: str) -> tuple[str, str]:
+    """A PagerDuty incident and the sys_id of the ticket the bridge opened for it."""
+    incident = world.pd.trigger(service, title, urgency="high", user=user)
+    assert sync_once(runtime).ok
+    (ticket,) = world.tickets(incident)
+    return incident, ticket["sys_id"]
+
+
+def then_the_bridge_writes(runtime: Runtime) -> None:
+    """The bridge takes the responder's change from PagerDuty and writes it to the ticket."""
+    poll_connection(runtime, "pagerduty")
+    work_until_idle(runtime)
 
 
 def stale_poll(world: World, runtime, sys_id: str):  # type: ignore[no-untyped-def]
@@ -28,57 +51,43 @@ def stale_poll(world: World, runtime, sys_id: str):  # type: ignore[no-untyped-d
                   via="poll"), observed
 
 
-def test_a_poll_older_than_the_bridges_own_state_write_is_settled_without_reading_the_ticket(world: World) -> None:
+def test_a_poll_older_than_the_bridges_own_state_write_is_settled_without_reading_the_ticket(
+        world: World, runtime: Runtime) -> None:
     """The echo a backlog makes: a poll read the ticket before the bridge's acknowledge landed."""
-    runtime = world.runtime()
-    try:
-        incident = world.pd.trigger("Payments API", "Error rate above 5%", urgency="high", user="alice")
-        assert sync_once(runtime).ok
-        (ticket,) = world.tickets(incident)
-        sys_id = ticket["sys_id"]
-        change, observed = stale_poll(world, runtime, sys_id)  # New, as the bridge created it
-        world.pd.acknowledge(incident, user="alice")
-        poll_connection(runtime, "pagerduty")
-        work_until_idle(runtime)
-        assert world.sn.record(sys_id)["state"] == "2"
-        with Session(runtime.store.engine) as session:
-            link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
-            assert json.loads(link.target_answer or "{}")["fields"]["state"] == "2"  # the PATCH's answer
+    incident, sys_id = ticket_for(world, runtime, "Payments API", "Error rate above 5%", "alice")
+    change, observed = stale_poll(world, runtime, sys_id)  # New, as the bridge created it
+    world.pd.acknowledge(incident, user="alice")
+    then_the_bridge_writes(runtime)
+    assert world.sn.record(sys_id)["state"] == "2"
+    with Session(runtime.store.engine) as session:
+        link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
+        assert json.loads(link.target_answer or "{}")["fields"]["state"] == "2"  # the PATCH's answer
 
-        world.sn.calls.reset()
-        store_changes(runtime, [change], observed_at=observed)
-        work_until_idle(runtime)
+    world.sn.calls.reset()
+    store_changes(runtime, [change], observed_at=observed)
+    work_until_idle(runtime)
 
-        assert world.sn.calls.total() == 0  # neither a read nor a write: the write's answer settled it
-        assert world.pd.incident(incident)["status"] == "acknowledged"
-        with Session(runtime.store.engine) as session:
-            assert [op.status for op in session.exec(select(OutboxOp).where(OutboxOp.op == "refresh"))] == ["done"]
-    finally:
-        runtime.store.dispose()
+    assert world.sn.calls.total() == 0  # neither a read nor a write: the write's answer settled it
+    assert world.pd.incident(incident)["status"] == "acknowledged"
+    with Session(runtime.store.engine) as session:
+        assert [op.status for op in session.exec(select(OutboxOp).where(OutboxOp.op == "refresh"))] == ["done"]
 
 
-def test_after_a_write_the_desk_did_not_answer_with_the_record_a_refresh_still_reads_it(world: World) -> None:
-    runtime = world.runtime()
-    try:
-        incident = world.pd.trigger("Search", "Latency p99 over SLO", urgency="low", user="bob")
-        assert sync_once(runtime).ok
-        (ticket,) = world.tickets(incident)
-        sys_id = ticket["sys_id"]
-        world.sn.desk_update(sys_id, {"state": "2"}, user="desk.agent")  # In Progress at the desk
-        change, observed = stale_poll(world, runtime, sys_id)
-        world.pd.add_note(incident, "Scaled out the search tier", user="bob")
-        poll_connection(runtime, "pagerduty")
-        work_until_idle(runtime)
-        with runtime.store.transaction() as session:  # as after a write answered with nothing usable
-            link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
-            link.target_answer = None
-            session.add(link)
+def test_after_a_write_the_desk_did_not_answer_with_the_record_a_refresh_still_reads_it(
+        world: World, runtime: Runtime) -> None:
+    incident, sys_id = ticket_for(world, runtime, "Search", "Latency p99 over SLO", "bob")
+    world.sn.desk_update(sys_id, {"state": "2"}, user="desk.agent")  # In Progress at the desk
+    change, observed = stale_poll(world, runtime, sys_id)
+    world.pd.add_note(incident, "Scaled out the search tier", user="bob")
+    then_the_bridge_writes(runtime)
+    with runtime.store.transaction() as session:  # as after a write answered with nothing usable
+        link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
+        link.target_answer = None
+        session.add(link)
 
-        world.sn.calls.reset()
-        store_changes(runtime, [change], observed_at=observed)
-        work_until_idle(runtime)
+    world.sn.calls.reset()
+    store_changes(runtime, [change], observed_at=observed)
+    work_until_idle(runtime)
 
-        assert world.sn.calls.snapshot().get(TICKET_READ, 0) == 1
-        assert world.pd.incident(incident)["status"] == "acknowledged"
-    finally:
-        runtime.store.dispose()
+    assert world.sn.calls.snapshot().get(TICKET_READ, 0) == 1
+    assert world.pd.incident(incident)["status"] == "acknowledged"

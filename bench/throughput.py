@@ -49,7 +49,7 @@ from throughput_world import (
     sync_once,
 )
 
-from bridge.store import DeadLetter, InboxEvent, OutboxOp
+from bridge.store import AuditEntry, DeadLetter, InboxEvent, OutboxOp
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -132,11 +132,17 @@ def from_store(engine: Engine, sent: set[str]) -> dict[str, Any]:
                 echo_ops += 1
             elif done_at is not None:
                 done[event_id] = max(done.get(event_id, done_at), done_at)
+        # A refresh settled with the record the desk answered the bridge's last write with made no call:
+        # its audit entry has no HTTP status.
+        free_refreshes = sum(1 for (data,) in session.execute(select(AuditEntry.data)
+                                                              .where(AuditEntry.kind == "op.delivered"))
+                             if (entry := json.loads(data))["op"] == "refresh" and entry["http_status"] is None)
         dead = len(session.exec(select(DeadLetter.id)).all())
     seconds = [(done[event_id] - at).total_seconds() for event_id, at in received.items() if event_id in done]
     return {"propagation": seconds, "events_without_desk_write": len(received) - len(seconds),
             "echo_webhooks": len(echoes), "echo_desk_ops": echo_ops, "desk_change_events": desk_events,
-            "desk_ops_from_desk_changes": desk_origin_ops, "dead_letters": dead}
+            "desk_ops_from_desk_changes": desk_origin_ops - free_refreshes, "refreshes_without_call": free_refreshes,
+            "dead_letters": dead}
 
 
 def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -197,6 +203,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "desk_ops_from_echoes": stored["echo_desk_ops"] + stored["desk_ops_from_desk_changes"],
         "desk_change_events": stored["desk_change_events"],
         "desk_ops_from_desk_changes": stored["desk_ops_from_desk_changes"],
+        "refreshes_without_call": stored["refreshes_without_call"],
         "sync_once_exit": sync_code, "sync_once_desk_writes": sum(n for kind, n in echo_calls.items()
                                                                   if kind.split(" ", 1)[0] != "GET"),
         "sync_once_desk_reads": sum(n for kind, n in echo_calls.items() if kind.startswith("GET")),
@@ -249,7 +256,8 @@ def print_table(figures: dict[str, Any]) -> None:
     console.print(f"desk calls: {calls}", highlight=False)
     console.print(f"converged {figures['converged']}; send errors {figures['send_errors']}; dead-letters "
                   f"{figures['dead_letters']}; echo webhooks {figures['echo_webhooks']}; desk-change events "
-                  f"{figures['desk_change_events']} -> {figures['desk_ops_from_desk_changes']} desk ops; "
+                  f"{figures['desk_change_events']} -> {figures['desk_ops_from_desk_changes']} desk ops "
+                  f"(+{figures['refreshes_without_call']} refreshes settled without a call); "
                   f"sync --once exit {figures['sync_once_exit']}, {figures['sync_once_desk_reads']} reads", highlight=False)
     console.print(f"seconds: setup {figures['setup_seconds']}, sending {figures['send_seconds']}, bridge "
                   f"{figures['bridge_seconds']}, limit {figures['limit_seconds']}; daemon RSS MB by quarter "

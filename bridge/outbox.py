@@ -127,7 +127,8 @@ def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
         log.exception("outbox op %s failed unexpectedly", op.id)
         return _fail(runtime, op, exc, retryable=False)
     runtime.breakers.record(op.connection, None)
-    _record_success(runtime, op, result, status=getattr(connector.session, "last_status", None))
+    status = None if result.get("no_call") else getattr(connector.session, "last_status", None)
+    _record_success(runtime, op, result, status=status)
     runtime.metrics.ops_delivered.labels(op.connection, op.op).inc()
     return "delivered"
 
@@ -192,8 +193,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
             stamp(link.target_id, f"{link.source_connection}:{ref.id}")
         return {"raised": incident.to_dict()}
     if op.op == "refresh":
-        _refresh(runtime, connector, op, link)
-        return {}
+        return {} if _refresh(runtime, connector, op, link) else {"no_call": True}
     if op.op == "transition":
         connector.transition(link.source_id, payload["status"])
         return {"status": payload["status"]}
@@ -285,20 +285,21 @@ def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: L
         add(record_id, url, f"{runtime.label(link.source_connection)} incident {link.source_id}")
 
 
-def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> None:
+def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -> bool:
     """Read a ticket again and queue what it shows as a fresh change (after a stale snapshot).
 
     When the desk answered the bridge's last write with the record (`Link.target_answer`), that answer
     is such a read, made at the moment of the write: no call is needed. A later desk change comes with
-    a later poll or webhook, which the write does not make stale."""
+    a later poll or webhook, which the write does not make stale. Whether the desk was called."""
     if link.target_answer and link.target_written_at is not None:
-        ticket, observed = Ticket.from_dict(json.loads(link.target_answer)), link.target_written_at
+        ticket, observed, called = Ticket.from_dict(json.loads(link.target_answer)), link.target_written_at, False
     else:
-        observed = runtime.clock()
+        observed, called = runtime.clock(), True
         ticket = connector.get(link.target_id)  # type: ignore[arg-type]
     change = Change(connection=op.connection, event_id=f"refresh:{ticket.id}:{op.id}", event_type="ticket.refreshed",
                     record_id=ticket.id, occurred_at=ticket.updated_at, ticket=ticket, via="refresh")
     store_changes(runtime, [change], observed_at=observed)
+    return called
 
 
 def _notes_field(runtime: Runtime, op: OutboxOp) -> str:

@@ -14,7 +14,7 @@ from bridge.daemon import sync_once, work_until_idle
 from bridge.ingest import poll_connection, store_changes
 from bridge.model import Change
 from bridge.runtime import Runtime
-from bridge.store import Link, OutboxOp
+from bridge.store import AuditEntry, Link, OutboxOp
 from tests.e2e.conftest import World
 
 pytestmark = pytest.mark.e2e
@@ -71,6 +71,10 @@ def test_a_poll_older_than_the_bridges_own_state_write_is_settled_without_readin
     assert world.pd.incident(incident)["status"] == "acknowledged"
     with Session(runtime.store.engine) as session:
         assert [op.status for op in session.exec(select(OutboxOp).where(OutboxOp.op == "refresh"))] == ["done"]
+        delivered = [json.loads(data) for data in session.exec(select(AuditEntry.data)
+                                                                .where(AuditEntry.kind == "op.delivered"))]
+    # The audit trail tells it as it was: the refresh made no call, so it has no HTTP status.
+    assert [entry["http_status"] for entry in delivered if entry["op"] == "refresh"] == [None]
 
 
 def test_after_a_write_the_desk_did_not_answer_with_the_record_a_refresh_still_reads_it(

@@ -242,9 +242,40 @@ def check_references(config: Config) -> list[ConfigProblem]:
             elif role not in roles_of(connection.type):
                 problems.append(ConfigProblem(f"{where}.{role}",
                                               f"connection {name!r} ({connection.type}) cannot be a {role}"))
+        source = config.connections.get(route.source)
+        if route.raise_ is not None and source is not None and not _can_raise(source.type):
+            supported = ", ".join(_raising_types()) or "none"
+            problems.append(ConfigProblem(
+                f"{where}.raise",
+                f"route {route.name!r}: [routes.raise] opens incidents in its source, but source connection "
+                f"{route.source!r} is of type {source.type!r}, which cannot open incidents "
+                f"(its connector has no find_incident/create_incident); source types that support it: {supported}",
+                f"remove [routes.raise] from route {route.name!r}, or raise from a route whose source is one of: "
+                f"{supported}"))
         problems.extend(compile_route(route, index=index, connections=config.connections)[1])
     problems.extend(_compliance_problems(config))
     return problems
+
+
+RAISE_METHODS = ("find_incident", "create_incident")
+
+
+def _can_raise(slug: str) -> bool:
+    """Whether the connector of type `slug` can open incidents (what desk-raised incidents call)."""
+    from bridge.registry import connector_class
+
+    try:
+        cls = connector_class(slug)
+    except LookupError:
+        return False
+    return all(callable(getattr(cls, method, None)) for method in RAISE_METHODS)
+
+
+def _raising_types() -> list[str]:
+    """The built-in connector types that can open incidents, for the error message."""
+    from bridge.registry import BUILTIN
+
+    return [slug for slug in sorted(BUILTIN) if _can_raise(slug)]
 
 
 def _compliance_problems(config: Config) -> list[ConfigProblem]:

@@ -91,3 +91,32 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", "validate", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2
     assert "cannot read" in result.output
+
+
+RAISE = '\n[routes.raise]\nmatch = { priority = ["1"] }\nservice_id = "PSVC001"\n'
+ROOTLY_ROUTE = ('\n[connections.incidents]\ntype = "rootly"\napi_token = "env:ROOTLY_API_TOKEN"\n'
+                '\n[[routes]]\nname = "rootly-to-servicenow"\nsource = "incidents"\ntarget = "servicenow"\n'
+                'preset = "pagerduty-servicenow"\n')
+
+
+def test_desk_raised_incidents_from_a_pagerduty_source_are_accepted() -> None:
+    config = parse_config(GOOD + RAISE)  # the last route in the file: pagerduty -> jsm
+    assert config.routes[1].raise_ is not None and config.routes[1].raise_.service_id == "PSVC001"
+
+
+def test_desk_raised_incidents_from_a_source_that_cannot_open_incidents_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = GOOD + ROOTLY_ROUTE + RAISE
+    found = problems_of(text)
+    raising = [p for p in found if p.startswith("routes[2].raise:")]
+    assert len(raising) == 1, found
+    assert ("route 'rootly-to-servicenow'" in raising[0] and "source connection 'incidents'" in raising[0]
+            and "type 'rootly'" in raising[0] and "support it: pagerduty" in raising[0]), raising[0]
+    assert parse_config(GOOD + ROOTLY_ROUTE)  # the same route without [routes.raise] is fine
+    for key, value in {**ENV, "ROOTLY_API_TOKEN": "r"}.items():
+        monkeypatch.setenv(key, value)
+    bad = tmp_path / "raise.toml"
+    bad.write_text(text)
+    result = CliRunner().invoke(main, ["config", "validate", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "routes[2].raise: route 'rootly-to-servicenow'" in result.output

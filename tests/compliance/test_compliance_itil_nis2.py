@@ -27,6 +27,19 @@ def test_i2_servicenow_matrix_and_the_configurable_corner(settings) -> None:
     assert finding.verdict is Verdict.FAIL and "give priority 5" in finding.message
 
 
+def test_i2_three_three_corner_both_ways(settings) -> None:
+    """The disputed 3/3 cell (4 Low in ServiceNow's incident docs, 5 Planning on instances with the
+    problem-doc lookup): whichever the matrix says passes, the other is flagged."""
+    low = Timeline.model_validate({**RECORD, "impact": 3, "urgency": 3, "priority": 4})
+    planned = Timeline.model_validate({**RECORD, "impact": 3, "urgency": 3, "priority": 5})
+    flagged = one("ITIL-I2", planned, settings)  # the default matrix: 3/3 -> 4
+    assert flagged.verdict is Verdict.FAIL and "give priority 4" in flagged.message
+    planning = make_settings(settings={"priority_matrix": [[1, 2, 3], [2, 3, 4], [3, 4, 5]]})
+    assert one("ITIL-I2", planned, planning).verdict is Verdict.PASS
+    flagged = one("ITIL-I2", low, planning)
+    assert flagged.verdict is Verdict.FAIL and flagged.details["expected"] == 5
+
+
 def test_i3_lifecycle(settings) -> None:
     illegal = Timeline.model_validate({**RECORD, "state": "closed", "state_history": [
         {"state": "new", "at": "2026-03-16T08:00:00Z"}, {"state": "7", "at": "2026-03-16T09:00:00Z"}]})

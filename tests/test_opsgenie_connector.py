@@ -22,11 +22,12 @@ from bridge.errors import (
 from bridge.http import build_session
 from connectors.opsgenie.config import SECRET_KEYS, OpsgenieConnection
 from connectors.opsgenie.connector import (
+    CHANGED_KEY,
     OpsgenieConnector,
     incident_from_rest,
     note_entry,
 )
-from connectors.opsgenie.webhooks import note_id
+from connectors.opsgenie.webhooks import REREAD_ACTIONS, note_id
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opsgenie"
 API = "https://api.opsgenie.com"
@@ -124,16 +125,13 @@ def test_status_actions_become_an_incident_and_a_timeline_line(event: str) -> No
     assert (entry.kind, entry.text) == ("status", STATUS_EVENTS[event][1])
 
 
-@pytest.mark.parametrize("event, text", [
-    ("escalate", "Escalated to the next level by System in Opsgenie"),
-    ("assignownership", "Ownership assigned to carol@example.com by alice@example.com in Opsgenie"),
-    ("takeownership", "Ownership taken by dave@example.com in Opsgenie"),
-])
-def test_assignment_actions_carry_a_line_but_no_incident(event: str, text: str) -> None:
-    [change] = connector().parse_webhook(raw(f"webhook_{event}.json"), {})
+def test_escalate_carries_a_line_but_no_incident_and_reads_nothing() -> None:
+    with responses.RequestsMock() as mocked:  # any request would fail the test
+        [change] = connector().parse_webhook(raw("webhook_escalate.json"), {})
+        assert not mocked.calls
     assert change.incident is None and change.record_id == ALERT
     [entry] = change.entries
-    assert (entry.kind, entry.text) == ("assignment", text)
+    assert (entry.kind, entry.text) == ("assignment", "Escalated to the next level by System in Opsgenie")
 
 
 def test_note_action_carries_the_note_with_the_id_the_rest_api_gives_it() -> None:
@@ -146,11 +144,135 @@ def test_note_action_carries_the_note_with_the_id_the_rest_api_gives_it() -> Non
         note_id(ALERT, "bob@example.com", note.text)
 
 
-def test_redelivery_has_the_same_event_id_and_other_actions_pass_through() -> None:
+def test_redelivery_has_the_same_event_id_and_unsynced_actions_pass_through_bare() -> None:
     first = connector().parse_webhook(BODY, {})[0]
     assert first.event_id == connector().parse_webhook(BODY, {})[0].event_id
-    [other] = connector().parse_webhook(raw("webhook_addtags.json"), {})
-    assert (other.event_type, other.incident, other.entries, other.record_id) == ("alert.AddTags", None, (), ALERT)
+    base = fixture("webhook_addtags.json")
+    for action in ("AddTeam", "AddRecipient", "AddResponder", "Delete", "TestAction"):
+        body = json.dumps({**base, "action": action}).encode()
+        with responses.RequestsMock() as mocked:  # unsynced: acknowledged without reading the alert
+            [other] = connector().parse_webhook(body, {})
+            assert not mocked.calls
+        assert (other.event_type, other.incident, other.entries, other.record_id) == (f"alert.{action}", None, (), ALERT)
+        assert other.event_id == f"{ALERT}:{action}:{base['alert']['updatedAt']}"
+
+
+# -- field actions: the webhook has no status, so the alert is re-read ------------------------------------
+UPDATED = fixture("webhook_updatepriority.json")["alert"]["updatedAt"]
+WEBHOOK_AT = datetime.fromtimestamp(UPDATED / 1e9, timezone.utc)
+
+
+def rest_alert(**changes: object) -> dict:
+    """`rest_alert.json` (acknowledged, P2, read at 10:00:22.512, before the webhook) with `changes`."""
+    return {**fixture("rest_alert.json"), "data": {**fixture("rest_alert.json")["data"], **changes}}
+
+
+def test_update_priority_yields_the_incident_with_the_new_priority() -> None:
+    with responses.RequestsMock() as mocked:
+        get = mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest_alert(priority="P1", updatedAt="2026-03-02T10:02:00.117Z"))
+        [change] = connector().parse_webhook(raw("webhook_updatepriority.json"), {})
+    assert _query(get.calls[0]) == {"identifierType": ["id"]}
+    assert get.calls[0].request.headers["Authorization"] == f"GenieKey {KEY}"
+    incident = change.incident
+    assert incident is not None and (change.record_id, change.event_type) == (ALERT, "alert.UpdatePriority")
+    assert change.event_id == f"{ALERT}:UpdatePriority:{UPDATED}"
+    assert (incident.id, incident.priority, incident.status) == (ALERT, "P1", "acknowledged")
+    assert (incident.title, incident.service, incident.assignees) == (
+        "Error rate above 5% on Payments API", "Payments API", ("alice@example.com",))
+    assert change.occurred_at == WEBHOOK_AT and incident.updated_at == datetime(2026, 3, 2, 10, 2, 0, 117000,
+                                                                                tzinfo=timezone.utc)
+    assert change.actor == "daed1180-0ce8-438b-8f8e-57e1a5920a2d" and change.via == "webhook"
+    [entry] = change.entries
+    assert (entry.id, entry.kind, entry.author) == (f"{change.event_id}:priority", "priority", "alice@example.com")
+    assert entry.text == "Priority changed from P2 to P1 by alice@example.com in Opsgenie" and entry.at == WEBHOOK_AT
+
+
+def test_a_read_that_lags_the_webhook_keeps_the_changed_field_from_the_webhook() -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest_alert())  # still P2: the change is not applied yet
+        [change] = connector().parse_webhook(raw("webhook_updatepriority.json"), {})
+    assert (change.incident.priority, change.incident.status) == ("P1", "acknowledged")
+    assert change.incident.updated_at == change.occurred_at == WEBHOOK_AT
+    assert change.incident.raw["priority"] == "P1" and change.incident.raw["id"] == ALERT
+
+
+def test_a_read_newer_than_the_webhook_gives_the_newer_state_at_its_time() -> None:
+    later = rest_alert(priority="P3", status="closed", updatedAt="2026-03-02T10:05:00.000Z",
+                       report={"closeTime": 398000, "closedBy": "dave@example.com"})
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", json=later)
+        [change] = connector().parse_webhook(raw("webhook_updatepriority.json"), {})
+    assert (change.incident.priority, change.incident.status) == ("P3", "resolved")
+    assert change.occurred_at == change.incident.updated_at == datetime(2026, 3, 2, 10, 5, tzinfo=timezone.utc)
+    assert change.event_id == f"{ALERT}:UpdatePriority:{UPDATED}"  # the id stays the webhook's
+    assert change.entries[0].at == WEBHOOK_AT
+
+
+@pytest.mark.parametrize("status, error", [(503, "busy"), (404, "Alert does not exist"), (401, "Could not authenticate")])
+def test_a_failed_re_read_still_acknowledges_the_webhook_with_its_line(status: int, error: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", status=status, json={"message": error, "took": 0, "requestId": "r"})
+        [change] = connector().parse_webhook(raw("webhook_updatepriority.json"), {})
+    assert change.incident is None and change.event_id == f"{ALERT}:UpdatePriority:{UPDATED}"
+    assert [e.kind for e in change.entries] == ["priority"]
+    assert "could not re-read alert" in caplog.text and KEY not in caplog.text
+
+
+FIELD_ACTIONS = {  # action: (the payload's alert changes, the REST alert's changes, what the line says)
+    "UpdateMessage": ({"message": "Error rate above 10%"}, {"message": "Error rate above 10%"},
+                      "Message changed to 'Error rate above 10%' by alice@example.com in Opsgenie"),
+    "UpdateDescription": ({"description": "New runbook"}, {"description": "New runbook"},
+                          "Description updated by alice@example.com in Opsgenie"),
+    "AddTags": ({"tags": ["payments", "prod", "customer-facing"], "addedTags": "customer-facing"},
+                {"tags": ["payments", "prod", "customer-facing"]},
+                "Tags added: customer-facing by alice@example.com in Opsgenie"),
+    "RemoveTags": ({"tags": ["payments"], "removedTags": "prod"}, {"tags": ["payments"]},
+                   "Tags removed: prod by alice@example.com in Opsgenie"),
+    "AssignOwnership": ({"owner": "carol@example.com"}, {"owner": "carol@example.com"},
+                        "Ownership assigned to carol@example.com by alice@example.com in Opsgenie"),
+    "TakeOwnership": ({"owner": "alice@example.com"}, {"owner": "alice@example.com"},
+                      "Ownership taken by alice@example.com in Opsgenie"),
+}
+
+
+def test_every_re_read_action_names_the_key_it_changes() -> None:
+    assert set(CHANGED_KEY) == set(REREAD_ACTIONS) == set(FIELD_ACTIONS) | {"UpdatePriority"}
+
+
+@pytest.mark.parametrize("action", sorted(FIELD_ACTIONS))
+@pytest.mark.parametrize("lagging", [False, True], ids=["read-current", "read-lags"])
+def test_field_actions_yield_the_incident_the_alert_shows(action: str, lagging: bool) -> None:
+    payload_changes, rest_changes, text = FIELD_ACTIONS[action]
+    base = fixture("webhook_updatepriority.json")
+    alert = {k: v for k, v in base["alert"].items() if k != "oldPriority"}
+    body = json.dumps({**base, "action": action, "alert": {**alert, "priority": "P2", **payload_changes}}).encode()
+    rest = rest_alert() if lagging else rest_alert(updatedAt="2026-03-02T10:02:00.117Z", **rest_changes)
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest)
+        [change] = connector().parse_webhook(body, {})
+    incident = change.incident
+    assert incident is not None and change.event_id == f"{ALERT}:{action}:{UPDATED}"
+    assert (incident.status, incident.priority) == ("acknowledged", "P2")
+    key = CHANGED_KEY[action]
+    assert incident.raw[key] == rest_changes[key]
+    assert incident.title == incident.raw["message"] and incident.assignees == (incident.raw["owner"],)
+    [entry] = change.entries
+    assert (entry.kind, entry.text) == (REREAD_ACTIONS[action], text)
+    assert entry.id == f"{change.event_id}:{entry.kind}"
+
+
+def test_field_action_event_ids_are_unique_per_action_and_stable_per_delivery() -> None:
+    base = fixture("webhook_updatepriority.json")
+    ids = set()
+    for action in [*REREAD_ACTIONS, "Escalate", "AddNote", "AddTeam"]:
+        body = json.dumps({**base, "action": action, "alert": {**base["alert"], "note": "x"}}).encode()
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+            mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest_alert())
+            first, again = connector().parse_webhook(body, {})[0], connector().parse_webhook(body, {})[0]
+        assert first.event_id == again.event_id and first.incident == again.incident
+        ids.add(first.event_id)
+    assert len(ids) == len(REREAD_ACTIONS) + 3
 
 
 @pytest.mark.parametrize("body, names", [

@@ -10,6 +10,13 @@ requestId}`` and are applied shortly after, so a read straight after a write may
 Opsgenie cannot reopen a closed alert (the same alias opens a new one), so ``transition(id,
 "triggered")`` on a closed alert is a `PermanentError`; on an acknowledged one it unacknowledges.
 The ``updatedAt>`` epoch-millisecond query syntax is [!] (documented for ``createdAt``).
+
+Outgoing webhooks carry no alert status, so a webhook for a field action (UpdatePriority, UpdateMessage,
+UpdateDescription, AddTags, RemoveTags, AssignOwnership, TakeOwnership) is completed by re-reading the
+alert (``GET /v2/alerts/{id}``): the change then carries the full incident and reaches the desk at once
+instead of at the next poll. Should the read lag the webhook (writes are asynchronous), the field the
+action changed is taken from the webhook. A failed read leaves the change as its timeline line only
+(logged); the next poll brings the state.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -27,9 +35,9 @@ from bridge.errors import ConnectorError, PermanentError
 from bridge.http import call
 from bridge.model import Change, Incident, TimelineEntry, format_time, parse_time
 from connectors.base import CheckResult, Connector, PollResult
-from connectors.opsgenie.webhooks import alert_url, note_id, parse_payload, verify_token
+from connectors.opsgenie.webhooks import REREAD_ACTIONS, alert_url, note_id, parse_payload, verify_token
 
-__all__ = ["OpsgenieConnector", "incident_from_rest", "note_entry", "rest_status"]
+__all__ = ["OpsgenieConnector", "complete_change", "incident_from_rest", "note_entry", "rest_status"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,11 @@ MAX_WINDOW = 20_000  # offset + limit beyond this is refused [!]; the poll resta
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 POLL_OVERLAP = timedelta(seconds=5)  # re-read a little before the cursor; the inbox de-duplicates
 SOURCE = "itsm-bridge"
+#: The alert key each re-read action changes (the same name in the webhook's alert and the REST alert).
+CHANGED_KEY: dict[str, str] = {
+    "UpdatePriority": "priority", "UpdateMessage": "message", "UpdateDescription": "description",
+    "AddTags": "tags", "RemoveTags": "tags", "AssignOwnership": "owner", "TakeOwnership": "owner",
+}
 
 
 def rest_status(alert: Mapping[str, Any]) -> str:
@@ -75,6 +88,31 @@ def note_entry(alert_id: str, note: Mapping[str, Any]) -> TimelineEntry:
                          kind="note", text=text, author=owner)
 
 
+def complete_change(change: Change, alert: Mapping[str, Any], rest: Mapping[str, Any], *,
+                    web_url: str | None = None) -> Change:
+    """A re-read action's `change` (its timeline line) with the incident of `rest`, the alert re-read.
+
+    When the read is older than the webhook (Opsgenie applies changes asynchronously), the key the action
+    changed is taken from the webhook's `alert`, and the incident is as of the webhook. The change's time
+    is the later of the webhook's and the read's: the state it carries holds at least from then.
+    """
+    action = change.event_type.removeprefix("alert.")
+    data = dict(rest)
+    read_at = parse_time(rest.get("updatedAt"))
+    webhook_ms = change.occurred_at.replace(microsecond=change.occurred_at.microsecond // 1000 * 1000)
+    behind = read_at is None or read_at < webhook_ms
+    key = CHANGED_KEY.get(action)
+    if behind and key:
+        if key in alert:
+            data[key] = alert[key]
+        elif action == "TakeOwnership" and alert.get("username"):
+            data[key] = alert["username"]
+    incident = incident_from_rest(data, source=change.connection, web_url=web_url)
+    if behind:
+        incident = replace(incident, updated_at=change.occurred_at)
+    return replace(change, incident=incident, occurred_at=max(change.occurred_at, incident.updated_at))
+
+
 def _version(incident: Incident, notes: int) -> str:
     text = json.dumps([incident.tracked(), notes], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -109,7 +147,20 @@ class OpsgenieConnector(Connector):
         verify_token(headers, self.settings.get("webhook_secret"), connection=self.name)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[Change]:
-        return parse_payload(body, connection=self.name, web_url=self.web_url)
+        """The webhook's `Change`; a field action's is completed with the alert re-read (see the module)."""
+        changes = parse_payload(body, connection=self.name, web_url=self.web_url)
+        return [self._reread(change, body) if change.event_type.removeprefix("alert.") in REREAD_ACTIONS
+                else change for change in changes]
+
+    def _reread(self, change: Change, body: bytes) -> Change:
+        try:
+            rest = self._get_alert(change.record_id)
+        except (ConnectorError, ValueError, KeyError) as exc:  # ValueError/KeyError: a body without data
+            log.warning("%s: could not re-read alert %s after its %s webhook (%s); the timeline line goes "
+                        "now, the alert's state with the next poll", self.name, change.record_id,
+                        change.event_type, exc)
+            return change
+        return complete_change(change, json.loads(body)["alert"], rest, web_url=self.web_url)
 
     # -- catch-up poll --------------------------------------------------------------------------------
     def poll(self, cursor: str | None, *, now: datetime) -> PollResult:

@@ -190,6 +190,7 @@ class SimAccount:
                 if priority not in PRIORITIES:
                     raise SimError(422, "Request body is not processable. Please check the errors.",
                                    {"priority": "should be one of [P1, P2, P3, P4, P5]"})
+                extra["oldPriority"] = alert.priority  # the payload's priority is the new one
                 alert.priority = priority  # type: ignore[assignment]
             elif action != "Escalate":
                 raise SimError(400, f"Unknown action {action}")

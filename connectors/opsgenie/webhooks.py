@@ -8,8 +8,12 @@ the alert id, the action and ``alert.updatedAt`` (epoch *nanoseconds*, unique pe
 The payload (``{action, alert{alertId, message, tinyId, alias, entity, tags, createdAt (ms),
 updatedAt (ns), username, userId, priority, owner, note, description?, details?}, source, integration*}``)
 carries no alert status. The status is therefore only known from the status actions (Create,
-Acknowledge, UnAcknowledge, Close); the other handled actions (AddNote, Escalate, AssignOwnership,
-TakeOwnership) give a timeline line without an incident, and the next poll brings the full alert.
+Acknowledge, UnAcknowledge, Close). The field actions (`REREAD_ACTIONS`: UpdatePriority, UpdateMessage,
+UpdateDescription, AddTags, RemoveTags, AssignOwnership, TakeOwnership) change what the incident shows,
+so `parse_payload` gives their timeline line and `OpsgenieConnector.parse_webhook` re-reads the alert
+(``GET /v2/alerts/{id}``) for the full incident. AddNote gives the note and Escalate a line, without an
+incident; any other action (AddTeam, AddRecipient, AddResponder, Delete, custom actions...) passes
+through bare, for the audit.
 Opsgenie notes have no id in either API, so a note's id is a digest of alert id, author and text
 (the same in a webhook and in ``GET /v2/alerts/{id}/notes``).
 """
@@ -32,7 +36,15 @@ TOKEN_HEADER = "x-itsm-bridge-token"
 STATUS_ACTIONS: dict[str, str] = {
     "Create": "triggered", "Acknowledge": "acknowledged", "UnAcknowledge": "triggered", "Close": "resolved",
 }
-ASSIGNMENT_ACTIONS = ("Escalate", "AssignOwnership", "TakeOwnership")
+#: Actions that change what the incident shows (a canonical field, or tags/description that templates
+#: read from ``incident.raw``), and the kind of the timeline line each adds. The payload has no status,
+#: so the connector re-reads the alert to complete the change.
+REREAD_ACTIONS: dict[str, str] = {
+    "UpdatePriority": "priority", "UpdateMessage": "update", "UpdateDescription": "update",
+    "AddTags": "tags", "RemoveTags": "tags", "AssignOwnership": "assignment", "TakeOwnership": "assignment",
+}
+#: Actions worth a timeline line that change nothing the incident shows.
+LINE_ACTIONS: dict[str, str] = {"Escalate": "assignment"}
 NOTE_ACTION = "AddNote"
 
 
@@ -106,10 +118,17 @@ def incident_from_webhook(alert: Mapping[str, Any], *, source: str, status: str,
     )
 
 
+def _tag_list(value: object) -> str:
+    """``addedTags``/``removedTags`` (a comma-separated string in Opsgenie's payloads, or a list)."""
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    return ", ".join(str(item).strip() for item in items if str(item).strip()) or "?"
+
+
 def describe_action(action: str, alert: Mapping[str, Any], author: str | None) -> str:
     """A sentence for the desk's timeline, e.g. "Acknowledged by alice@example.com in Opsgenie"."""
     by = f" by {author}" if author else ""
     owner = alert.get("owner") or author or "nobody"
+    old_priority, priority = alert.get("oldPriority"), alert.get("priority") or "?"
     verbs = {
         "Create": f"Alert created in Opsgenie{' on ' + alert['entity'] if alert.get('entity') else ''}{by}",
         "Acknowledge": f"Acknowledged{by} in Opsgenie",
@@ -118,6 +137,12 @@ def describe_action(action: str, alert: Mapping[str, Any], author: str | None) -
         "Escalate": f"Escalated to the next level{by} in Opsgenie",
         "AssignOwnership": f"Ownership assigned to {owner}{by} in Opsgenie",
         "TakeOwnership": f"Ownership taken{by} in Opsgenie",
+        "UpdatePriority": (f"Priority changed from {old_priority} to {priority}{by} in Opsgenie" if old_priority
+                           else f"Priority set to {priority}{by} in Opsgenie"),
+        "UpdateMessage": f"Message changed to {str(alert.get('message') or '')!r}{by} in Opsgenie",
+        "UpdateDescription": f"Description updated{by} in Opsgenie",
+        "AddTags": f"Tags added: {_tag_list(alert.get('addedTags'))}{by} in Opsgenie",
+        "RemoveTags": f"Tags removed: {_tag_list(alert.get('removedTags'))}{by} in Opsgenie",
     }
     return verbs.get(action, f"{action}{by} in Opsgenie")
 
@@ -137,7 +162,12 @@ def _payload(body: bytes) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
 
 
 def parse_payload(body: bytes, *, connection: str, web_url: str | None = None) -> list[Change]:
-    """The one `Change` an outgoing webhook describes (unhandled actions carry no incident)."""
+    """The one `Change` an outgoing webhook describes.
+
+    Status actions carry the incident; `REREAD_ACTIONS` and Escalate carry their timeline line only (the
+    connector completes the former by re-reading the alert); AddNote carries the note; anything else
+    passes through bare. The event id is ``{alertId}:{action}:{updatedAt}`` (a redelivery repeats it).
+    """
     action, alert, _document = _payload(body)
     alert_id = _require_str(alert, "alertId", "alert")
     occurred_at = _epoch(alert.get("updatedAt"), "alert.updatedAt", divisor=1_000_000_000)
@@ -158,8 +188,9 @@ def parse_payload(body: bytes, *, connection: str, web_url: str | None = None) -
         note = TimelineEntry(id=note_id(alert_id, author, text), at=occurred_at, kind="note", text=text,
                              author=author)
         return [Change(entries=(note,), **common)]
-    if action in ASSIGNMENT_ACTIONS:
-        entry = TimelineEntry(id=f"{common['event_id']}:assignment", at=occurred_at, kind="assignment",
+    kind = REREAD_ACTIONS.get(action) or LINE_ACTIONS.get(action)
+    if kind:
+        entry = TimelineEntry(id=f"{common['event_id']}:{kind}", at=occurred_at, kind=kind,
                               text=describe_action(action, alert, author), author=author)
         return [Change(entries=(entry,), **common)]
     return [Change(**common)]

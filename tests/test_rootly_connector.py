@@ -273,3 +273,87 @@ def test_failures_are_typed_and_never_show_the_token(caplog: pytest.LogCaptureFi
     responses.add(responses.GET, f"{API}/v1/incidents", status=401, json=fixture("error_unauthorized.json"))
     result = connector().check()
     assert not result.ok and "token refused" in result.message and TOKEN not in result.message
+
+
+# -- custom fields (form field selections) ------------------------------------------------------------
+CUSTOM = {"customer-impact": "Partial outage", "affected-regions": ["eu-west-1", "ap-south-1"],
+          "change-ticket": "CHG0031337"}
+OTHER_ID = "9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+def test_included_form_field_selections_become_custom_fields_by_slug() -> None:
+    document = fixture("rest_incident_custom_fields.json")
+    incident = incident_from_rootly(document["data"], source="rootly", included=document["included"])
+    assert incident.raw["custom_fields"] == CUSTOM  # select: the option's value; multi_select: a list; text: value
+    selections = incident.raw["form_field_selections"]
+    assert [s["form_field"]["name"] for s in selections] == ["Customer impact", "Affected regions", "Change ticket"]
+    assert {s["incident_id"] for s in selections} == {INCIDENT_ID}  # the other incident's selection stays out
+    assert incident.tracked() == incident_from_rootly(fixture("rest_incident.json")["data"], source="rootly").tracked()
+    bare = incident_from_rootly(document["data"], source="rootly")  # linkage without included: nothing to read
+    assert bare.raw["custom_fields"] == {} and bare.raw["form_field_selections"] == []
+
+
+def test_selections_link_by_incident_id_without_relationships_and_unanswered_is_none() -> None:
+    document = fixture("rest_incident_custom_fields.json")
+    del document["data"]["relationships"]
+    document["included"][2]["attributes"]["value"] = ""
+    document["included"][1]["attributes"]["selected_option_ids"] = []
+    incident = incident_from_rootly(document["data"], source="rootly", included=document["included"])
+    assert incident.raw["custom_fields"] == {"customer-impact": "Partial outage", "affected-regions": [],
+                                             "change-ticket": None}
+
+
+def test_webhook_carries_form_field_selections_inline() -> None:
+    [change] = connector().parse_webhook(raw("webhook_incident_updated.json"), {})
+    assert change.incident.raw["custom_fields"] == CUSTOM
+    [created] = connector().parse_webhook(raw("webhook_incident_created.json"), {})
+    assert created.incident.raw["custom_fields"] == {} and created.incident.raw["form_field_selections"] == []
+
+
+@responses.activate
+def test_get_incident_asks_for_custom_field_selections() -> None:
+    responses.add(responses.GET, f"{API}/v1/incidents/{INCIDENT_ID}", json=fixture("rest_incident_custom_fields.json"))
+    incident = connector().get_incident(INCIDENT_ID)
+    assert parse_qs(urlsplit(responses.calls[0].request.url).query)["include"] == ["custom_field_selections"]
+    assert incident.raw["custom_fields"] == CUSTOM
+
+
+@responses.activate
+def test_poll_asks_for_custom_field_selections_and_joins_included_across_pages() -> None:
+    included = fixture("rest_incident_custom_fields.json")["included"]
+    pages = [fixture("rest_incidents_page1.json"), fixture("rest_incidents_page2.json")]
+    pages[0]["included"], pages[1]["included"] = included[:3], included[3:]
+    seen: list[dict] = []
+
+    def page(request):  # type: ignore[no-untyped-def]
+        query = parse_qs(urlsplit(request.url).query)
+        seen.append(query)
+        return 200, {}, json.dumps(pages[int(query["page[number]"][0]) - 1])
+
+    responses.add_callback(responses.GET, f"{API}/v1/incidents", callback=page)
+    for record in (INCIDENT_ID, OTHER_ID):
+        responses.add(responses.GET, f"{API}/v1/incidents/{record}/events", json={"data": [], "meta": {"next_page": None}})
+    first, second = connector().poll("2026-03-02T19:00:00Z", now=NOW).changes
+    assert {q["include"][0] for q in seen} == {"custom_field_selections"}
+    assert first.incident.raw["custom_fields"] == CUSTOM
+    assert second.incident.raw["custom_fields"] == {"customer-impact": "Full outage"}
+
+
+def test_poll_event_id_changes_when_a_custom_field_changes() -> None:
+    from connectors.rootly.connector import _version
+    document = fixture("rest_incident_custom_fields.json")
+    before = incident_from_rootly(document["data"], source="rootly", included=document["included"])
+    document["included"][2]["attributes"]["value"] = "CHG0040000"
+    after = incident_from_rootly(document["data"], source="rootly", included=document["included"])
+    assert after.tracked() == before.tracked() and _version(before, 0) != _version(after, 0)
+
+
+@responses.activate
+def test_refetch_on_webhook_reads_the_incident_with_its_custom_fields() -> None:
+    responses.add(responses.GET, f"{API}/v1/incidents/{INCIDENT_ID}", json=fixture("rest_incident_custom_fields.json"))
+    [change] = connector(refetch_on_webhook=True).parse_webhook(raw("webhook_incident_created.json"), {})
+    assert parse_qs(urlsplit(responses.calls[0].request.url).query)["include"] == ["custom_field_selections"]
+    assert change.incident.raw["custom_fields"] == CUSTOM
+    assert change.incident.updated_at == change.occurred_at  # never older than the event
+    assert change.entries[0].text == "Declared in Rootly as SEV1 (status started)"
+    assert RootlyConnection(type="rootly", api_token="env:X", refetch_on_webhook=True).refetch_on_webhook

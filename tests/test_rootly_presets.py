@@ -11,7 +11,7 @@ import pytest
 from bridge.errors import MappingError
 from bridge.model import TimelineEntry
 from connectors.rootly.webhooks import incident_from_rootly
-from mappings.engine import apply, compile_mapping, render_note
+from mappings.engine import apply, compile_mapping, explain, render_note
 from mappings.schema import MappingSpec, load_preset
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rootly"
@@ -80,3 +80,54 @@ def test_unknown_status_is_an_error_not_a_guess() -> None:
     incident = rootly_incident().with_attributes(status="exploded")
     with pytest.raises(MappingError):
         apply(compiled("rootly-servicenow"), incident, creating=False)
+
+
+# -- custom fields, as the presets' commented example shows ----------------------------------------------
+def example_route_fields(name: str) -> dict:
+    """The ``[routes.fields.*]`` example written in the preset's comments, parsed as the TOML it shows."""
+    import tomllib
+    text = (Path(__file__).parent.parent / "mappings" / "presets" / f"{name}.toml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    start = next(n for n, line in enumerate(lines) if "Example, in your route" in line) + 1
+    example = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        example.append(line[4:])
+    return tomllib.loads("\n".join(example))["routes"]["fields"]
+
+
+def with_example(name: str):
+    data = dict(load_preset(name))
+    data["fields"] = {**data["fields"], **example_route_fields(name)}
+    return compile_mapping(name, MappingSpec.model_validate(data))
+
+
+def webhook_incident(name: str):
+    """What `mappings preview` maps: the incident the connector parses out of a webhook body."""
+    from bridge.http import build_session
+    from connectors.rootly.connector import RootlyConnector
+    connector = RootlyConnector("rootly", {"api_token": "env:X"}, session=build_session(attempts=1))
+    [change] = connector.parse_webhook((FIXTURES / name).read_bytes(), {})
+    return change.incident
+
+
+def test_servicenow_example_maps_custom_fields_to_desk_fields() -> None:
+    mapping = with_example("rootly-servicenow")
+    rows = {row.field: row for row in explain(mapping, webhook_incident("webhook_incident_updated.json"))}
+    assert rows["impact"].value == "2"
+    assert rows["impact"].rule == "map incident.raw.custom_fields.customer-impact='Partial outage' -> '2'"
+    assert rows["u_affected_regions"].value == "eu-west-1, ap-south-1"
+    assert apply(mapping, webhook_incident("webhook_incident_updated.json"), creating=False).fields["impact"] == "2"
+    unanswered = apply(mapping, webhook_incident("webhook_incident_created.json"), creating=True).fields
+    assert (unanswered["impact"], unanswered["u_affected_regions"]) == ("2", "")  # default; empty
+    older = rootly_incident()  # stored before custom fields were read: the path is simply missing
+    older = older.with_attributes(raw={k: v for k, v in older.raw.items() if k != "custom_fields"})
+    assert apply(mapping, older, creating=True).fields["impact"] == "2"
+
+
+def test_jsm_example_maps_a_custom_field_to_a_jira_custom_field() -> None:
+    fields = apply(with_example("rootly-jsm"), webhook_incident("webhook_incident_updated.json"), creating=True).fields
+    assert fields["customfield_10050"] == "Outage"
+    assert apply(with_example("rootly-jsm"), webhook_incident("webhook_incident_created.json"),
+                 creating=True).fields["customfield_10050"] == "None"

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from bridge.errors import PermanentError
 from bridge.http import build_session
 from connectors.rootly.connector import RootlyConnector
+from connectors.rootly.sim_state import SimError
 from connectors.rootly.simulator import RootlySimulator
 from connectors.simulator import Faults, ServerThread
 from tests.conftest import as_the_outbox
@@ -231,3 +232,53 @@ def test_connector_succeeds_through_30_percent_injected_5xx_and_429() -> None:
         assert faults.injected["5xx"] > 0 and faults.injected["429"] > 0
     finally:
         sim.stop()
+
+
+# -- custom fields: include=custom_field_selections ---------------------------------------------------
+def test_include_serves_form_field_selections_as_included_resources(sim: RootlySimulator, receiver: Receiver) -> None:
+    answered = sim.trigger("Payments API", "Payments 5xx")
+    quiet = sim.trigger("Search", "Search slow")
+    sim.set_custom_field(answered, "customer-impact", "Partial outage", "bob")
+    sim.set_custom_field(answered, "Affected regions", ["eu-west-1", "ap-south-1"], "bob")
+    sim.set_custom_field(answered, "change-ticket", "CHG0031337", "bob")
+    url = f"{sim.url}/v1/incidents/{answered}"
+    document = requests.get(url, headers=HEADERS, params={"include": "custom_field_selections"}, timeout=5).json()
+    linkage = document["data"]["relationships"]["custom_field_selections"]["data"]
+    included = document["included"]
+    assert [(r["type"], r["id"]) for r in included] == [(r["type"], r["id"]) for r in linkage]
+    assert {r["type"] for r in included} == {"incident_form_field_selections"}
+    by_slug = {r["attributes"]["form_field"]["slug"]: r["attributes"] for r in included}
+    impact = by_slug["customer-impact"]
+    assert impact["incident_id"] == answered and impact["selected_options"]["value"] == "Partial outage"
+    assert impact["selected_option_ids"] == [impact["selected_options"]["id"]] and impact["value"] is None
+    assert impact["form_field"]["input_kind"] == "select" and len(impact["form_field"]["options"]) == 4
+    assert by_slug["change-ticket"]["value"] == "CHG0031337" and by_slug["change-ticket"]["selected_option_ids"] == []
+    assert "included" not in requests.get(url, headers=HEADERS, timeout=5).json()
+    for bad in ("form_field_selections", "custom_field_selections,bogus"):
+        refused = requests.get(url, headers=HEADERS, params={"include": bad}, timeout=5)
+        assert refused.status_code == 400 and "invalid include" in refused.json()["errors"][0]["detail"]
+    page = requests.get(f"{sim.url}/v1/incidents", headers=HEADERS, timeout=5,
+                        params={"include": "custom_field_selections,roles", "page[size]": "1", "sort": "created_at"}).json()
+    assert [i["id"] for i in page["data"]] == [answered] and len(page["included"]) == 3
+    second = requests.get(f"{sim.url}/v1/incidents", headers=HEADERS, timeout=5, params={
+        "include": "custom_field_selections", "page[size]": "1", "page[number]": "2", "sort": "created_at"}).json()
+    assert [i["id"] for i in second["data"]] == [quiet] and second["included"] == []
+    listed = requests.get(f"{url}/form_field_selections", headers=HEADERS, timeout=5).json()["data"]
+    assert [r["id"] for r in listed] == [r["id"] for r in included]
+
+    rootly = connector(sim)
+    expected = {"customer-impact": "Partial outage", "affected-regions": ["eu-west-1", "ap-south-1"],
+                "change-ticket": "CHG0031337"}
+    assert rootly.get_incident(answered).raw["custom_fields"] == expected
+    polled = {c.record_id: c.incident.raw["custom_fields"] for c in rootly.poll(None, now=datetime.now(timezone.utc)).changes}
+    assert polled == {answered: expected, quiet: {}}
+    assert sim.wait_idle(10)
+    headers, body = receiver.requests[-1]  # the change ticket's incident.updated, answers inline
+    [change] = rootly.parse_webhook(body, headers)
+    assert change.event_type == "incident.updated" and change.incident.raw["custom_fields"] == expected
+
+    sim.set_custom_field(answered, "change-ticket", None, "bob")
+    assert "change-ticket" not in rootly.get_incident(answered).raw["custom_fields"]
+    with pytest.raises(SimError) as refused:
+        sim.set_custom_field(answered, "customer-impact", "Meltdown", "bob")
+    assert refused.value.status == 422 and "no option 'Meltdown'" in refused.value.detail

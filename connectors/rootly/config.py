@@ -30,4 +30,8 @@ class RootlyConnection(ConnectionLimits):
         300, ge=0, description="accepted skew of the t= timestamp of X-Rootly-Signature (Rootly documents "
                                "none; 0 disables the check)")
 
+    refetch_on_webhook: bool = Field(
+        False, description="re-read each webhook's incident (GET /v1/incidents/{id}?include=custom_field_selections) "
+                           "instead of trusting the payload's form_field_selections")
+
     _check_secrets = field_validator("api_token", "webhook_secret")(_secret_ref)

@@ -10,6 +10,24 @@ Verified in the official API reference (docs.rootly.com/api-reference, rootlyhq/
 ``links.next``), ``sort=updated_at``, and setting ``status: acknowledged`` through ``PUT /v1/incidents/{id}``
 (Rootly has no acknowledge action endpoint).
 
+Custom fields (Rootly's form fields) [V: docs.rootly.com/api-reference, rootlyhq/rootly-python
+``models/{list_incidents_include,get_incident_include,incident_form_field_selection}.py``]:
+- ``GET /v1/incidents`` and ``GET /v1/incidents/{id}`` take ``include=`` from a fixed list that names
+  ``custom_field_selections`` (there is no ``form_field_selections`` value); we send it on both.
+- A selection is an ``incident_form_field_selections`` resource (``GET /v1/incidents/{incident_id}/
+  form_field_selections``, ``GET /v1/incident_form_field_selections/{id}``) with ``incident_id``,
+  ``form_field_id``, the legacy ``custom_field_id``, ``form_field`` (``slug``, ``name``, ``input_kind``,
+  ``options[{id, value}]``), ``value`` (text answers) and ``selected_option_ids`` / ``selected_*_ids``.
+  The ``/v1/.../custom_field_selections`` endpoints are deprecated in favour of the form field ones.
+- Webhook ``incident.*`` payloads carry ``data.form_field_selections`` inline (docs.rootly.com
+  /configuration/event-payloads shows the key; its items are not shown there).
+[!] Not verified: the resource type and shape that ``include=custom_field_selections`` puts in
+``included`` (we accept both selection types, linked by ``relationships`` or by ``incident_id``), the
+shape of the inline webhook items (read like the REST attributes), and ``selected_options`` as
+``{id, value}`` objects (seen in rootlyhq/rootly-mcp-server tests, not in the OpenAPI schema).
+``refetch_on_webhook = true`` re-reads each webhook's incident with the include instead (one GET per
+event); a transient failure of that read answers the webhook 503, so Rootly delivers it again.
+
 The way back: acknowledged -> ``PUT /v1/incidents/{id}`` status ``acknowledged``; resolved -> ``/resolve``;
 triggered -> ``/restart`` (reopens a resolved or cancelled incident). The incident is read first so
 asking for the state it is already in (canonically) is a no-op. Notes are timeline events.
@@ -22,6 +40,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -32,6 +51,7 @@ from bridge.http import call
 from bridge.model import Change, Incident, TimelineEntry, format_time, parse_time
 from connectors.base import CheckResult, Connector, PollResult
 from connectors.rootly.webhooks import (
+    INCLUDE,
     event_entry,
     incident_from_rootly,
     parse_event,
@@ -49,7 +69,8 @@ MAX_PAGES = 200
 
 
 def _version(incident: Incident, notes: int) -> str:
-    text = json.dumps([incident.tracked(), notes], sort_keys=True, default=str)
+    """A digest of the tracked attributes, the custom field answers and the note count."""
+    text = json.dumps([incident.tracked(), incident.raw.get("custom_fields"), notes], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -65,7 +86,7 @@ def _next_page(page: Mapping[str, Any], current: int) -> int | None:
 
 class RootlyConnector(Connector):
     """Rootly REST (JSON:API) + webhooks. Settings: ``api_url``, ``api_token``, ``webhook_secret``,
-    ``catch_up_hours``, ``page_size``, ``signature_tolerance_seconds``."""
+    ``catch_up_hours``, ``page_size``, ``signature_tolerance_seconds``, ``refetch_on_webhook``."""
 
     slug: ClassVar[str] = "rootly"
     roles: ClassVar[frozenset[str]] = frozenset({"source"})
@@ -77,6 +98,7 @@ class RootlyConnector(Connector):
         self.page_size = int(settings.get("page_size") or 50)
         tolerance = settings.get("signature_tolerance_seconds")
         self.tolerance = 300 if tolerance is None else int(tolerance)
+        self.refetch = bool(settings.get("refetch_on_webhook", False))
 
     def __repr__(self) -> str:
         return f"RootlyConnector({self.name!r}, api_url={self.api_url!r})"
@@ -88,13 +110,17 @@ class RootlyConnector(Connector):
         return call(self.session, method, f"{self.api_url}{path}", connection=self.name, what=what,
                     headers=headers, **kwargs)
 
-    def _list(self, path: str, params: dict[str, str], *, what: str) -> list[Mapping[str, Any]]:
+    def _list(self, path: str, params: dict[str, str], *, what: str,
+              included: list[Any] | None = None) -> list[Mapping[str, Any]]:
+        """Every page's ``data``; each page's JSON:API ``included`` is appended to `included` if given."""
         items: list[Mapping[str, Any]] = []
         number: int | None = 1
         while number is not None:
             page = self._call("GET", path, what=what,
                               params={**params, "page[number]": str(number), "page[size]": str(self.page_size)}).json()
             items += page.get("data") or []
+            if included is not None and isinstance(page.get("included"), list):
+                included += page["included"]
             number = _next_page(page, number)
             if number is not None and number > MAX_PAGES:
                 log.warning("%s: %s has more than %d pages; the rest is left to the next poll", self.name,
@@ -108,17 +134,30 @@ class RootlyConnector(Connector):
                          tolerance=self.tolerance)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[Change]:
-        return parse_event(body, connection=self.name)
+        """The event's `Change`; with ``refetch_on_webhook`` its incident is re-read (custom fields included)."""
+        changes = parse_event(body, connection=self.name)
+        if not self.refetch:
+            return changes
+        fresh = []
+        for change in changes:
+            if change.incident is not None:
+                incident = self.get_incident(change.record_id)
+                if incident.updated_at < change.occurred_at:
+                    incident = incident.with_attributes(updated_at=change.occurred_at)
+                change = replace(change, incident=incident)
+            fresh.append(change)
+        return fresh
 
     # -- catch-up poll --------------------------------------------------------------------------------
     def poll(self, cursor: str | None, *, now: datetime) -> PollResult:
         """Incidents updated since `cursor` (first poll: the catch-up window), oldest first, each with its
         timeline notes, as ``incident.polled`` changes."""
         since = parse_time(cursor) - OVERLAP if cursor else now - self.catch_up
-        params = {"filter[updated_at][gte]": str(format_time(since)), "sort": "updated_at"}
+        params = {"filter[updated_at][gte]": str(format_time(since)), "sort": "updated_at", "include": INCLUDE}
         changes = []
-        for data in self._list("/v1/incidents", params, what="list incidents"):
-            incident = incident_from_rootly(data, source=self.name)
+        included: list[Any] = []
+        for data in self._list("/v1/incidents", params, what="list incidents", included=included):
+            incident = incident_from_rootly(data, source=self.name, included=included)
             entries = tuple(self.list_notes(incident.id))
             changes.append(Change(
                 connection=self.name, event_type="incident.polled", record_id=incident.id,
@@ -194,8 +233,9 @@ class RootlyConnector(Connector):
                 if (item.get("attributes") or {}).get("kind", "event") == "event"]
 
     def get_incident(self, record_id: str) -> Incident:
-        data = self._call("GET", f"/v1/incidents/{record_id}", what=f"read incident {record_id}").json()
-        return incident_from_rootly(data["data"], source=self.name)
+        document = self._call("GET", f"/v1/incidents/{record_id}", what=f"read incident {record_id}",
+                              params={"include": INCLUDE}).json()
+        return incident_from_rootly(document["data"], source=self.name, included=document.get("included"))
 
     def check(self) -> CheckResult:
         """One authenticated read of one incident."""

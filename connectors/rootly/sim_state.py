@@ -3,6 +3,15 @@
 Every change goes through `SimOrg` under one lock and hands the webhook envelope(s) Rootly would send
 to `emit` (``{"event": {id, type, issued_at}, "data": <incident>}``). Timeline events fire no webhook,
 as in Rootly (there is no event type for them). Errors are JSON:API ``{"errors": [{title, status, detail}]}``.
+
+Custom fields are Rootly form fields (`DEFAULT_FORM_FIELDS`); an incident's answers are
+``incident_form_field_selections`` resources shaped like Rootly's documented ones (``incident_id``,
+``custom_field_id``, ``form_field_id``, ``form_field{id, slug, name, input_kind, options}``, ``value``,
+``selected_option_ids`` and the other ``selected_*_ids``, ``selected_options``). They are served for
+``include=custom_field_selections`` (``included`` plus ``relationships.custom_field_selections``), by
+``GET /v1/incidents/{id}/form_field_selections``, and inline as ``form_field_selections`` in webhook data.
+[!] Assumed: that ``include=custom_field_selections`` returns this type, the relationship's name, the
+inline webhook item shape, and that changing an answer fires ``incident.updated``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,17 @@ DEFAULT_SERVICES = ("Payments API", "Checkout Web", "Search", "Identity", "Data 
 DEFAULT_USERS = {"alice": "Alice Adams", "bob": "Bob Brown", "carol": "Carol Chen", "dave": "Dave Diaz",
                  "bridge": "ITSM Bridge"}
 DEFAULT_SEVERITIES = (("SEV0", "critical"), ("SEV1", "high"), ("SEV2", "medium"), ("SEV3", "low"))
+#: (slug, name, input_kind, options) of the organisation's custom form fields.
+DEFAULT_FORM_FIELDS = (
+    ("customer-impact", "Customer impact", "select", ("None", "Degraded performance", "Partial outage", "Full outage")),
+    ("affected-regions", "Affected regions", "multi_select", ("eu-west-1", "us-east-1", "ap-south-1")),
+    ("change-ticket", "Change ticket", "text", ()),
+)
+SELECTION_TYPE = "incident_form_field_selections"
+#: The ``selected_*_ids`` lists every selection carries (empty unless the field selects those things).
+SELECTED_ID_KEYS = ("selected_catalog_entity_ids", "selected_group_ids", "selected_service_ids",
+                    "selected_functionality_ids", "selected_user_ids", "selected_environment_ids",
+                    "selected_cause_ids", "selected_incident_type_ids")
 ACTION_STATUS = {"mitigate": "mitigated", "resolve": "resolved", "cancel": "cancelled", "restart": "started"}
 ACTION_EVENT = {"mitigate": "incident.mitigated", "resolve": "incident.resolved", "cancel": "incident.cancelled",
                 "restart": "incident.updated"}
@@ -54,6 +74,8 @@ class SimIncident:
     stamps: dict[str, datetime] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: form field slug -> {"id": selection id, "value": text or None, "option_ids": [option ids]}
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class SimOrg:
@@ -67,6 +89,13 @@ class SimOrg:
                            for name, level in DEFAULT_SEVERITIES}
         self.services = {name: self.new_id() for name in DEFAULT_SERVICES}
         self.incidents: dict[str, SimIncident] = {}
+        self.form_fields: dict[str, dict[str, Any]] = {}
+        for n, (slug, name, kind, values) in enumerate(DEFAULT_FORM_FIELDS, start=180):
+            field_id = self.new_id()
+            self.form_fields[slug] = {
+                "id": field_id, "custom_field_id": n, "slug": slug, "name": name, "kind": "custom", "input_kind": kind,
+                "options": [{"id": self.new_id(), "form_field_id": field_id, "value": value, "position": position}
+                            for position, value in enumerate(values, start=1)]}
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
@@ -83,6 +112,12 @@ class SimOrg:
             if value in (name, severity["id"], severity["slug"]):
                 return name
         raise SimError(422, "Validation failed", f"severity {value!r} not found")
+
+    def form_field(self, value: str) -> dict[str, Any]:
+        for slug, form_field in self.form_fields.items():
+            if value in (slug, form_field["id"], form_field["name"]):
+                return form_field
+        raise SimError(422, "Validation failed", f"form field {value!r} not found")
 
     def get(self, incident_id: str) -> SimIncident:
         if incident_id not in self.incidents:
@@ -114,7 +149,30 @@ class SimOrg:
         }
 
     def resource(self, inc: SimIncident) -> dict[str, Any]:
-        return {"id": inc.id, "type": "incidents", "attributes": self.attributes(inc)}
+        linkage = [{"id": inc.selections[slug]["id"], "type": SELECTION_TYPE} for slug in inc.selections]
+        return {"id": inc.id, "type": "incidents", "attributes": self.attributes(inc),
+                "relationships": {"custom_field_selections": {"data": linkage}}}
+
+    def form_field_resource(self, form_field: dict[str, Any]) -> dict[str, Any]:
+        return {"id": form_field["id"], "slug": form_field["slug"], "kind": form_field["kind"],
+                "input_kind": form_field["input_kind"], "value_kind": "inherit", "name": form_field["name"],
+                "description": None, "shown": ["web_new_incident_form", "web_update_incident_form"], "required": [],
+                "enabled": True, "options": [dict(option) for option in form_field["options"]]}
+
+    def selection_attributes(self, inc: SimIncident, slug: str) -> dict[str, Any]:
+        form_field, selection = self.form_fields[slug], inc.selections[slug]
+        chosen = [o for o in form_field["options"] if o["id"] in selection["option_ids"]]
+        options = [{"id": o["id"], "value": o["value"]} for o in chosen]
+        return {"incident_id": inc.id, "custom_field_id": form_field["custom_field_id"],
+                "form_field_id": form_field["id"], "form_field": self.form_field_resource(form_field),
+                "value": selection["value"], "selected_option_ids": [o["id"] for o in chosen],
+                **{key: [] for key in SELECTED_ID_KEYS},
+                "selected_options": options if form_field["input_kind"] == "multi_select"
+                else (options[0] if options else None)}
+
+    def selection_resources(self, inc: SimIncident) -> list[dict[str, Any]]:
+        return [{"id": inc.selections[slug]["id"], "type": SELECTION_TYPE,
+                 "attributes": self.selection_attributes(inc, slug)} for slug in inc.selections]
 
     def event_resource(self, event: dict[str, Any]) -> dict[str, Any]:
         return {"id": event["id"], "type": "incident_events", "attributes": {
@@ -125,8 +183,9 @@ class SimOrg:
 
     # -- changes --------------------------------------------------------------------------------------
     def _fire(self, event_type: str, inc: SimIncident, at: datetime) -> None:
+        selections = [{"id": inc.selections[slug]["id"], **self.selection_attributes(inc, slug)} for slug in inc.selections]
         self.emit({"event": {"id": self.new_id(), "type": event_type, "issued_at": iso(at)},
-                   "data": {"id": inc.id, **self.attributes(inc)}})
+                   "data": {"id": inc.id, **self.attributes(inc), "form_field_selections": selections}})
 
     def _trail(self, inc: SimIncident, text: str, at: datetime) -> None:
         inc.events.append({"id": self.new_id(), "text": text, "kind": "trail", "source": "system",
@@ -196,6 +255,36 @@ class SimOrg:
                 if name in attributes and attributes[name] != getattr(inc, name):
                     setattr(inc, name, str(attributes[name]))
                     changed = True
+            if changed:
+                now = self.clock()
+                inc.updated_at = now
+                self._fire("incident.updated", inc, now)
+            return inc
+
+    def set_form_field(self, incident_id: str, which: str, answer: str | list[str] | None) -> SimIncident:
+        """Answer a custom form field (slug, id or name): text for text fields, an option value for select,
+        a list of option values for multi_select; None or [] clears it. Fires ``incident.updated``."""
+        with self.lock:
+            inc, form_field = self.get(incident_id), self.form_field(which)
+            slug, kind = form_field["slug"], form_field["input_kind"]
+            values = [] if answer is None else [answer] if isinstance(answer, str) else list(answer)
+            if kind != "multi_select" and len(values) > 1:
+                raise SimError(422, "Validation failed", f"{form_field['name']} takes one value")
+            by_value = {o["value"]: o["id"] for o in form_field["options"]}
+            if kind == "text":
+                option_ids, text = [], (values[0] if values else None)
+            else:
+                unknown = [v for v in values if v not in by_value]
+                if unknown:
+                    raise SimError(422, "Validation failed", f"{form_field['name']} has no option {unknown[0]!r}")
+                option_ids, text = [by_value[v] for v in values], None
+            current = inc.selections.get(slug)
+            if not values:
+                changed = inc.selections.pop(slug, None) is not None
+            else:
+                changed = current is None or (current["value"], current["option_ids"]) != (text, option_ids)
+                inc.selections[slug] = {"id": current["id"] if current else self.new_id(), "value": text,
+                                        "option_ids": option_ids}
             if changed:
                 now = self.clock()
                 inc.updated_at = now

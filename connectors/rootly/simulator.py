@@ -6,6 +6,10 @@ and errors (``{"errors":[{title,status,detail}]}``), ``page[number]``/``page[siz
 ``sort``, the PUT actions mitigate/resolve/cancel/restart, timeline events, ``/v1/severities``, and a
 per-minute request budget (429 when spent; Rootly's limit is about 3000 per minute per key). Injected
 faults (`Faults`) come on top. Webhooks carry ``X-Rootly-Signature: t=<unix>,v1=<hex>``.
+``include=`` on ``GET /v1/incidents[/{id}]`` takes the values Rootly's OpenAPI enumerates (others are a
+400, as JSON:API prescribes); ``custom_field_selections`` adds the page's form field selections to
+``included`` (see `sim_state`), the other values add nothing here. Custom field answers are also listed by
+``GET /v1/incidents/{id}/form_field_selections``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from connectors.rootly.webhooks import signature_header
 from connectors.simulator import Faults, ServerThread, free_port, install_faults
 
 MEDIA_TYPE = "application/vnd.api+json"
+#: The ``include`` values of GET /v1/incidents and /v1/incidents/{id} (rootlyhq/rootly-python's enums).
+INCLUDES = frozenset({"action_items", "alerts", "causes", "custom_field_selections", "environments", "events",
+                      "feedbacks", "functionalities", "groups", "incident_post_mortem", "incident_types", "roles",
+                      "services", "slack_messages", "sub_statuses", "subscribers"})
 MESSAGE_KEYS = {"mitigate": "mitigation_message", "resolve": "resolution_message", "cancel": "cancellation_message"}
 
 
@@ -81,6 +89,14 @@ def _page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
                      "prev_page": number - 1 if number > 1 else None, "total_count": len(items), "total_pages": pages}}
 
 
+def _includes(request: Request) -> set[str]:
+    names = {name.strip() for name in (request.query_params.get("include") or "").split(",") if name.strip()}
+    unknown = sorted(names - INCLUDES)
+    if unknown:
+        raise SimError(400, "Bad request", f"invalid include {', '.join(unknown)} (allowed: {', '.join(sorted(INCLUDES))})")
+    return names
+
+
 async def _attributes(request: Request, kind: str) -> dict[str, Any]:
     try:
         document = json.loads(await request.body() or b"null")
@@ -119,8 +135,11 @@ def build_app(sim: RootlySimulator) -> FastAPI:
 
     install_faults(app, sim.faults, applies=lambda _path: True, error_body=_error)
 
-    def one(inc: Any) -> JSONResponse:
-        return JSONResponse({"data": org.resource(inc)}, media_type=MEDIA_TYPE)
+    def one(inc: Any, includes: set[str] | None = None) -> JSONResponse:
+        document: dict[str, Any] = {"data": org.resource(inc)}
+        if includes and "custom_field_selections" in includes:
+            document["included"] = org.selection_resources(inc)
+        return JSONResponse(document, media_type=MEDIA_TYPE)
 
     @app.get("/v1/incidents")
     def list_incidents(request: Request) -> JSONResponse:
@@ -132,10 +151,14 @@ def build_app(sim: RootlySimulator) -> FastAPI:
         sort = query.get("sort") or "-created_at"
         if sort.lstrip("-") not in ("created_at", "updated_at"):
             raise SimError(400, "Bad request", f"cannot sort by {sort!r}")
+        includes = _includes(request)
         with org.lock:
             found = [i for i in org.incidents.values() if since is None or i.updated_at >= since]
             found.sort(key=lambda i: getattr(i, sort.lstrip("-")), reverse=sort.startswith("-"))
-            return JSONResponse(_page(request, [org.resource(i) for i in found]), media_type=MEDIA_TYPE)
+            page = _page(request, [org.resource(i) for i in found])
+            if "custom_field_selections" in includes:
+                page["included"] = [s for item in page["data"] for s in org.selection_resources(org.get(item["id"]))]
+            return JSONResponse(page, media_type=MEDIA_TYPE)
 
     @app.post("/v1/incidents", status_code=201)
     async def create_incident(request: Request) -> JSONResponse:
@@ -148,9 +171,16 @@ def build_app(sim: RootlySimulator) -> FastAPI:
             return JSONResponse({"data": org.resource(inc)}, status_code=201, media_type=MEDIA_TYPE)
 
     @app.get("/v1/incidents/{incident_id}")
-    def get_incident(incident_id: str) -> JSONResponse:
+    def get_incident(incident_id: str, request: Request) -> JSONResponse:
+        includes = _includes(request)
         with org.lock:
-            return one(org.get(incident_id))
+            return one(org.get(incident_id), includes)
+
+    @app.get("/v1/incidents/{incident_id}/form_field_selections")
+    def list_selections(incident_id: str, request: Request) -> JSONResponse:
+        with org.lock:
+            selections = org.selection_resources(org.get(incident_id))
+        return JSONResponse(_page(request, selections), media_type=MEDIA_TYPE)
 
     @app.put("/v1/incidents/{incident_id}")
     async def update_incident(incident_id: str, request: Request) -> JSONResponse:
@@ -261,6 +291,11 @@ class RootlySimulator:
     def set_priority(self, incident_id: str, value: str | None, user: str) -> str:
         self.org.user(user)
         return self.org.update(incident_id, {"severity_id": value}).id
+
+    def set_custom_field(self, incident_id: str, field: str, answer: str | list[str] | None, user: str) -> str:
+        """Answer a custom form field (slug, id or name) as `user`; None clears it."""
+        self.org.user(user)
+        return self.org.set_form_field(incident_id, field, answer).id
 
     # -- readers --------------------------------------------------------------------------------------
     def incident(self, incident_id: str) -> dict[str, Any]:

@@ -17,6 +17,13 @@ acknowledged; resolved, closed, cancelled (and completed) -> resolved.
 Severity: its name (e.g. ``SEV1``) is ``Incident.priority``, its level (critical/high/medium/low) is
 ``Incident.urgency``. Services and groups are lists of names in ``raw``; assignees are the users holding
 incident roles (commander first), reachable in full as ``raw.roles``.
+
+Custom fields (Rootly "form fields"; see the connector's docstring for the endpoints) arrive as form field
+selections: inline in a webhook's ``data.form_field_selections``, and as JSON:API ``included`` resources of
+REST reads made with ``include=custom_field_selections``. `incident_from_rootly` puts every selection
+(flattened, ``form_field`` kept) in ``raw.form_field_selections`` and the answers by field slug in
+``raw.custom_fields``: ``{"customer-impact": "Partial outage", "affected-regions": ["eu-west-1"]}``, a
+list for multi-valued kinds (multi_select, checkbox, tags), else one string (None when unanswered).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +45,17 @@ STATUS_MAP: dict[str, str] = {
     "in_progress": "triggered", "acknowledged": "acknowledged", "mitigated": "acknowledged",
     "resolved": "resolved", "closed": "resolved", "cancelled": "resolved", "completed": "resolved",
 }
+#: The ``include=`` value of ``GET /v1/incidents[/{id}]`` that brings the incident's field selections.
+INCLUDE = "custom_field_selections"
+#: JSON:API types of field selections: the form-field one, and the deprecated custom-field one (a form
+#: field selection carries both ``form_field_id`` and the legacy ``custom_field_id``).
+SELECTION_TYPES = ("incident_form_field_selections", "incident_custom_field_selections")
+#: Resolved selections a selection may carry besides its text ``value`` (each ``{id, value|name|...}``).
+SELECTED_KEYS = ("selected_options", "selected_users", "selected_services", "selected_groups",
+                 "selected_functionalities", "selected_environments", "selected_causes", "selected_incident_types",
+                 "selected_catalog_entities")
+#: Form field input kinds that hold several answers: their ``raw.custom_fields`` value is a list.
+MULTI_KINDS = frozenset({"multi_select", "checkbox", "tags"})
 #: Incident events carrying the incident in ``data``, and the timeline kind each one adds.
 INCIDENT_EVENTS: dict[str, str] = {
     "incident.created": "status", "incident.updated": "update", "incident.mitigated": "status",
@@ -138,10 +156,92 @@ def role_holders(roles: object) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def incident_from_rootly(data: Mapping[str, Any], *, source: str, occurred_at: datetime | None = None) -> Incident:
-    """The canonical `Incident` from a Rootly incident: a REST resource (``{id, type, attributes}``) or
-    a webhook's ``data``. Unknown statuses are refused (400) rather than guessed."""
+def _labels(value: object) -> list[str]:
+    """Display values of resolved selections (one object or a list). Rootly echoes a text answer into
+    every ``selected_*`` key as ``{"id": null, "value": <text>}``: entries without an id are skipped."""
+    items = value if isinstance(value, list) else [value] if isinstance(value, Mapping) else []
+    labels = []
+    for item in items:
+        flat = resource(item)
+        if flat.get("id") is None:
+            continue
+        label = next((flat[key] for key in ("value", "name", "full_name", "title", "email") if flat.get(key)), None)
+        if label is not None:
+            labels.append(str(label))
+    return labels
+
+
+def selection_values(selection: Mapping[str, Any]) -> list[str]:
+    """The answers of one form field selection as display strings: its text ``value``, the resolved
+    ``selected_*`` objects, and else ``selected_option_ids`` looked up in ``form_field.options``."""
+    flat = resource(selection)
+    values: list[str] = []
+    if flat.get("value") not in (None, ""):
+        values.append(str(flat["value"]))
+    options = _labels(flat.get("selected_options"))
+    for key in SELECTED_KEYS:
+        values += options if key == "selected_options" else _labels(flat.get(key))
+    if not options and isinstance(flat.get("selected_option_ids"), list):
+        known = {str(o.get("id")): o.get("value") for o in resource(flat.get("form_field")).get("options") or ()
+                 if isinstance(o, Mapping)}
+        values += [str(known[str(i)]) for i in flat["selected_option_ids"] if known.get(str(i)) is not None]
+    return list(dict.fromkeys(values))
+
+
+def selections_of(data: Mapping[str, Any], included: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """The incident's field selections, flattened: inline (webhook ``form_field_selections``) and from a
+    JSON:API ``included`` array (linked by ``relationships`` or by their ``incident_id``)."""
+    if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
+        data = data["data"]
     flat = resource(data)
+    linked = set()
+    for relationship in (flat.get("relationships") or {}).values() if isinstance(flat.get("relationships"), Mapping) else ():
+        linkage = relationship.get("data") if isinstance(relationship, Mapping) else None
+        for ref in linkage if isinstance(linkage, list) else [linkage] if isinstance(linkage, Mapping) else []:
+            if isinstance(ref, Mapping) and ref.get("type") in SELECTION_TYPES:
+                linked.add((ref.get("type"), str(ref.get("id"))))
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    inline = flat.get("form_field_selections")
+    for n, item in enumerate(inline if isinstance(inline, list) else ()):
+        selection = resource(item)
+        if selection:
+            found[(str(selection.get("type") or SELECTION_TYPES[0]), str(selection.get("id") or f"inline-{n}"))] = selection
+    for item in included if isinstance(included, (list, tuple)) else ():
+        if not isinstance(item, Mapping) or item.get("type") not in SELECTION_TYPES:
+            continue
+        selection = resource(item)
+        key = (str(item.get("type")), str(item.get("id")))
+        if key in linked or (flat.get("id") is not None and selection.get("incident_id") == flat.get("id")):
+            found[key] = selection
+    return list(found.values())
+
+
+def custom_fields(selections: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Answers by form field slug (else by ``form_field_id``): a list for multi-valued input kinds, else
+    one string (answers joined by ", "), None when unanswered. The first selection of a field wins."""
+    fields: dict[str, Any] = {}
+    for selection in selections:
+        field = resource(selection.get("form_field"))
+        key = field.get("slug") or selection.get("form_field_id")
+        if not key or str(key) in fields:
+            continue
+        values = selection_values(selection)
+        if str(field.get("input_kind")) in MULTI_KINDS:
+            fields[str(key)] = values
+        else:
+            fields[str(key)] = ", ".join(values) if values else None
+    return fields
+
+
+def incident_from_rootly(data: Mapping[str, Any], *, source: str, occurred_at: datetime | None = None,
+                         included: Sequence[Any] | None = None) -> Incident:
+    """The canonical `Incident` from a Rootly incident: a REST resource (``{id, type, attributes}``, with
+    the document's `included` when it was read with ``include=``) or a webhook's ``data``. Unknown
+    statuses are refused (400) rather than guessed."""
+    flat = resource(data)
+    selections = selections_of(data, included)
+    flat["form_field_selections"] = selections
+    flat["custom_fields"] = custom_fields(selections)
     record_id, status = flat.get("id"), flat.get("status")
     if not isinstance(record_id, str) or not record_id:
         raise WebhookError(f"incident id must be a non-empty string, got {_short(record_id)}", status=400)

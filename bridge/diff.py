@@ -50,6 +50,11 @@ class Plan:
 WRITTEN_SOURCE_AT = "@source_at"
 #: ... and the state the desk showed before the bridge last wrote the state.
 WRITTEN_STATE_BEFORE = "@state_before"
+#: Key prefix in a link's ``target_seen`` for how the desk showed an announced field when last seen:
+#: ``{"value": <raw>, "display": <name>}``, so a later change can name the value it replaced. Kept with
+#: its raw value because ``target_seen[field]`` also moves on the bridge's own writes (as sent), and a
+#: name is only good for the value it was read with.
+SEEN_DISPLAY = "@display:"
 
 
 def whole_second(moment: datetime) -> datetime:
@@ -227,7 +232,8 @@ def _reassignment(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str]) 
         return []
     if back.reassignment == "escalate":
         return [PlannedOp("source", "escalate", {"desk_value": value})]
-    return [PlannedOp("source", "note", {"text": f"{ticket.number} was reassigned on the desk to {value or '(nobody)'}"})]
+    shown = ticket.display.get(back.assignment_field) or value  # the group's name, not its sys_id
+    return [PlannedOp("source", "note", {"text": f"{ticket.number} was reassigned on the desk to {shown or '(nobody)'}"})]
 
 
 def _back_fields(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str], source: Incident,
@@ -281,20 +287,37 @@ def _flows_back(setting: str, kind: str) -> bool:
     return False
 
 
-def observed_fields(mapping: CompiledMapping, ticket: Ticket) -> dict[str, str]:
-    """The desk's current values of the fields this route maps (journal fields excluded)."""
+def observed_fields(mapping: CompiledMapping, ticket: Ticket) -> dict[str, Any]:
+    """The desk's current values of the fields this route maps (journal fields excluded), raw; plus, for
+    the ``[back] announce`` fields the desk showed by another name, that name (`SEEN_DISPLAY`)."""
     notes_field = mapping.spec.notes.field
     names = [*mapping.field_names, *mapping.back.announce]
-    return {name: ticket.fields[name] for name in names
-            if name in ticket.fields and name != notes_field and name not in ("work_notes", "comments")}
+    seen: dict[str, Any] = {name: ticket.fields[name] for name in names
+                            if name in ticket.fields and name != notes_field and name not in ("work_notes", "comments")}
+    for name in mapping.back.announce:
+        if name in seen and ticket.display.get(name):
+            seen[f"{SEEN_DISPLAY}{name}"] = {"value": seen[name], "display": ticket.display[name]}
+    return seen
 
 
-def plan_announcement(mapping: CompiledMapping, *, ticket: Ticket, target_seen: Mapping[str, str],
+def _seen_display(target_seen: Mapping[str, Any], name: str, value: str) -> str | None:
+    """The name the desk showed for `value` of `name` when the bridge last saw it, if it was that value."""
+    seen = target_seen.get(f"{SEEN_DISPLAY}{name}")
+    if isinstance(seen, Mapping) and seen.get("value") == value and seen.get("display"):
+        return str(seen["display"])
+    return None
+
+
+def plan_announcement(mapping: CompiledMapping, *, ticket: Ticket, target_seen: Mapping[str, Any],
                       target_written: Mapping[str, str]) -> PlannedOp | None:
     """A chat channel's view of a desk change: the ``[back] announce`` fields that changed, in words.
 
     A value the bridge itself wrote (it is in `target_written`) is not news to the channel; a field never
-    seen before has no "before" to announce.
+    seen before has no "before" to announce. Which fields changed is decided on raw values; the words
+    are the route's ``[back.labels]``, else the desk's display value (a reference's name rather than its
+    sys_id: the ticket's for the new value, the one seen with the old value for the old), else the raw
+    value. A change nobody could see in those words (a name the bridge wrote by name, read back as the
+    record it resolved to) is not announced.
     """
     back = mapping.back
     changes = []
@@ -303,8 +326,12 @@ def plan_announcement(mapping: CompiledMapping, *, ticket: Ticket, target_seen: 
         if new is None or old is None or new == old or target_written.get(name) == new:
             continue
         labels = back.labels.get(name, {})
+        shown_new = labels[new] if new in labels else ticket.display.get(name) or new
+        shown_old = labels[old] if old in labels else _seen_display(target_seen, name, old) or old
+        if shown_new == shown_old or (shown_new != new and target_written.get(name) == shown_new):
+            continue
         changes.append({"field": name, "label": name.replace("_", " ").capitalize(),
-                        "old": labels.get(old, old), "new": labels.get(new, new)})
+                        "old": shown_old, "new": shown_new})
     if not changes:
         return None
     return PlannedOp("source", "announce", {"number": ticket.number, "url": ticket.url, "changes": changes,

@@ -136,7 +136,10 @@ class Ticket:
     """A desk record (ServiceNow incident, JSM issue) as last read.
 
     `fields` holds the desk's own raw field values as strings (``state = "6"``), references reduced to
-    their value. `updated_by` is the desk user who made the last change: the integration user's own
+    their value: everything the bridge compares (echoes, conflicts, what it last saw) compares these.
+    `display` is how the desk shows a field, where the desk said so and it differs from the raw value
+    (a reference's name such as ``assignment_group = "Network"``, a choice's label): words for people,
+    never compared. `updated_by` is the desk user who made the last change: the integration user's own
     writes are recognised by it.
     """
 
@@ -147,13 +150,17 @@ class Ticket:
     fields: Mapping[str, str]
     updated_at: datetime
     updated_by: str | None = None
+    display: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "connection": self.connection, "id": self.id, "number": self.number, "url": self.url,
             "fields": dict(self.fields), "updated_at": format_time(self.updated_at),
             "updated_by": self.updated_by,
         }
+        if self.display:  # desks without display values keep the JSON they always had
+            data["display"] = dict(self.display)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Ticket:

@@ -194,6 +194,27 @@ def test_announcement_is_silent_about_the_bridges_own_writes_and_unknown_baselin
         "state": "2", "assigned_to": "Bob"}
 
 
+def test_announcement_names_references_by_their_display_value_never_their_sys_id() -> None:
+    from dataclasses import replace
+
+    from bridge.diff import plan_announcement
+
+    mapping = chat_mapping()
+    alice, bob = "a" * 32, "b" * 32
+    seen = observed_fields(mapping, replace(ticket(state="2", assigned_to=alice), display={
+        "state": "In Progress", "assigned_to": "Alice Adams"}))
+    assert seen["assigned_to"] == alice  # raw, as every comparison expects; the name is kept beside it
+    now = replace(ticket(state="2", assigned_to=bob), display={"assigned_to": "Bob Brown"})
+    op = plan_announcement(mapping, ticket=now, target_seen=seen, target_written={})
+    assert op is not None and [(c["old"], c["new"]) for c in op.payload["changes"]] == [("Alice Adams", "Bob Brown")]
+    # a name is only good for the value it was read with (the bridge has written the field since)
+    op = plan_announcement(mapping, ticket=now, target_seen={**seen, "assigned_to": "Carol"}, target_written={})
+    assert op is not None and [(c["old"], c["new"]) for c in op.payload["changes"]] == [("Carol", "Bob Brown")]
+    # the bridge wrote the name (sysparm_input_display_value) and reads back the record it resolved to
+    assert plan_announcement(mapping, ticket=now, target_seen={"assigned_to": "Bob Brown"},
+                             target_written={"assigned_to": "Bob Brown"}) is None
+
+
 def test_the_bridges_own_late_write_seen_after_a_desk_resolve_is_not_a_desk_reopen(mapping) -> None:  # type: ignore[no-untyped-def]
     # The desk resolved (6, processed); a source change older than that resolve was delivered late and
     # wrote 2. Its snapshot, last written by the bridge with the bridge's value, must not reopen anything.

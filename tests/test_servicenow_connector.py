@@ -19,6 +19,7 @@ import responses
 
 from bridge.errors import AuthError, NotFoundError, PermanentError, TransientError
 from bridge.http import build_session
+from bridge.model import Ticket
 from connectors.servicenow.connector import (
     ServiceNowConnector,
     next_offset,
@@ -61,6 +62,64 @@ def test_record_becomes_ticket_with_references_reduced_and_journal_fields_left_o
     assert ticket.updated_at == datetime(2025, 3, 14, 9, 17, 45, tzinfo=timezone.utc)
     assert ticket.updated_by == "jane.doe"
     assert all(isinstance(value, str) for value in ticket.fields.values())
+
+
+def display_all(raw: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
+    """One record as ``sysparm_display_value=all`` answers it: ``{display_value, value[, link]}`` per field,
+    built from the same record read raw and read with display values (api-facts §2)."""
+    def both(name: str) -> dict[str, Any]:
+        value = raw[name]["value"] if isinstance(raw[name], dict) else raw[name]
+        display = shown[name]["display_value"] if isinstance(shown[name], dict) else shown[name]
+        link = {"link": raw[name]["link"]} if isinstance(raw[name], dict) else {}
+        return {"display_value": display, "value": value, **link}
+    return {name: both(name) for name in raw}
+
+
+def incident_all() -> dict[str, Any]:
+    return display_all(fixture("incident.json")["result"], fixture("incident_display_value.json")["result"])
+
+
+def test_record_read_with_display_values_keeps_raw_fields_and_the_names_apart() -> None:
+    raw = normalise_ticket(fixture("incident.json")["result"], connection="servicenow", instance_url=BASE)
+    ticket = normalise_ticket(incident_all(), connection="servicenow", instance_url=BASE)
+    assert ticket.fields == raw.fields  # everything the bridge compares stays what a raw read gives
+    assert (ticket.id, ticket.updated_at, ticket.updated_by) == (raw.id, raw.updated_at, raw.updated_by)
+    assert ticket.display["assignment_group"] == "Payments" and ticket.display["assigned_to"] == "Jane Doe"
+    assert (ticket.display["state"], ticket.display["priority"]) == ("In Progress", "2 - High")
+    assert "short_description" not in ticket.display and "caller_id" not in ticket.display  # only differences
+    assert "work_notes" not in ticket.display and "comments" not in ticket.display  # journals: sys_journal_field
+    assert raw.display == {}
+    assert Ticket.from_dict(json.loads(json.dumps(ticket.to_dict()))) == ticket  # the inbox and link JSON
+    assert "display" not in raw.to_dict()
+
+
+def test_a_reference_to_no_record_has_no_name() -> None:
+    record = {**incident_all(), "assignment_group": {"display_value": "", "value": "Service Desk",
+                                                     "link": f"{BASE}/api/now/table/sys_user_group/Service Desk"}}
+    ticket = normalise_ticket(record, connection="servicenow", instance_url=BASE)
+    assert ticket.fields["assignment_group"] == "Service Desk" and "assignment_group" not in ticket.display
+
+
+@responses.activate
+def test_tickets_are_read_with_display_values_and_lookups_stay_raw(connector: ServiceNowConnector) -> None:
+    responses.get(f"{TABLE}/{INC}", json={"result": incident_all()})
+    responses.patch(f"{TABLE}/{INC}", json={"result": incident_all()})
+    responses.get(TABLE, json={"result": [incident_all()]})
+    responses.get(JOURNAL, json=fixture("journal_entries.json"))
+    responses.post(TABLE, json=fixture("incident_created.json"), status=201)
+    assert connector.get(INC).display["assignment_group"] == "Payments"
+    answer = connector.update(INC, {"state": "2"})
+    assert answer is not None and answer.display["assignment_group"] == "Payments"
+    assert answer.fields["assignment_group"] == "287ebd7da9fe198100f92cc8d1d2154e"
+    (change,) = connector.poll("2025-03-14 09:00:00", now=NOW).changes
+    assert change.ticket is not None and change.ticket.display["assigned_to"] == "Jane Doe"
+    assert change.event_id == f"poll:{INC}:4"
+    connector.find("pagerduty:Q0RIJJZL24RC6W")
+    connector.create({"short_description": "x"}, correlation_id="pagerduty:Q1")
+    shown = [(call.request.method, urlsplit(call.request.url).path.rsplit("/", 1)[-1],
+              params(call).get("sysparm_display_value") == "all") for call in responses.calls]
+    assert shown == [("GET", INC, True), ("PATCH", INC, True), ("GET", "incident", True),  # get, update, poll
+                     ("GET", "sys_journal_field", False), ("GET", "incident", False), ("POST", "incident", False)]
 
 
 def test_journal_rows_become_timeline_entries_comments_public() -> None:

@@ -228,6 +228,24 @@ def test_input_display_value_resolves_names(api: requests.Session, sim: ServiceN
     assert shown["assignment_group"]["display_value"] == "Payments"
 
 
+def test_display_value_all_on_lists_and_write_answers(api: requests.Session, sim: ServiceNowSimulator) -> None:
+    sys_id = create(api, sim, assignment_group="Service Desk", state="2", correlation_id="pd:7")["sys_id"]
+    network = next(group for group, name in sim.state.refs["sys_user_group"].items() if name == "Network")
+    patched = api.patch(f"{table(sim)}/{sys_id}", params={"sysparm_display_value": "all"},
+                        json={"assignment_group": network}).json()["result"]
+    assert patched["assignment_group"] == {"display_value": "Network", "value": network,
+                                           "link": f"{sim.url}/api/now/table/sys_user_group/{network}"}
+    assert patched["state"] == {"display_value": "In Progress", "value": "2"}
+    assert patched["sys_id"] == {"display_value": sys_id, "value": sys_id}
+    listed = api.get(table(sim), params={"sysparm_display_value": "all", "sysparm_query": "correlation_id=pd:7"})
+    (row,) = listed.json()["result"]
+    assert row["assignment_group"]["display_value"] == "Network" and row["work_notes"]["value"] == ""
+    assert sim.record(sys_id)["assignment_group"] == network  # stored raw, whatever the reads show
+    unknown = api.patch(f"{table(sim)}/{sys_id}", params={"sysparm_display_value": "all"},
+                        json={"assignment_group": "Nowhere"}).json()["result"]
+    assert unknown["assignment_group"]["display_value"] == ""  # a reference to no record has no name
+
+
 # -- lists ---------------------------------------------------------------------------------------------
 def test_lists_page_with_link_headers_and_total_count(api: requests.Session, sim: ServiceNowSimulator) -> None:
     for index in range(5):

@@ -10,6 +10,10 @@ Why it looks the way it does (api-facts §2):
   Encoded queries have no escaping, so an id or tag containing ``^`` is refused rather than searched.
 - Journal fields (``work_notes``, ``comments``) read back empty, so polls read ``sys_journal_field``
   once per poll and attach the new entries to the records that changed.
+- Tickets are read with ``sysparm_display_value=all`` (poll, get, and the record a PATCH is answered
+  with): every field comes as ``{display_value, value[, link]}``. `Ticket.fields` keeps the raw values,
+  exactly as a raw read gives them (everything compared stays raw); `Ticket.display` keeps the names and
+  labels people know (``assignment_group`` "Network", not its sys_id) for what the bridge tells them.
 The normalisers at the bottom are pure (record JSON -> `Ticket`, journal row -> `TimelineEntry`).
 """
 
@@ -78,11 +82,14 @@ class ServiceNowConnector(Connector):
         self._client = pysnow.Client(host=parts.netloc, use_ssl=parts.scheme == "https", session=session)
 
     # -- plumbing ------------------------------------------------------------------------------------
-    def _resource(self, table: str, *, writes: bool = False) -> pysnow.Resource:
-        """A fresh pysnow resource per call: pysnow keeps query state on it, so sharing one would leak."""
+    def _resource(self, table: str, *, writes: bool = False, display: bool = False) -> pysnow.Resource:
+        """A fresh pysnow resource per call: pysnow keeps query state on it, so sharing one would leak.
+        `display`: records come back with display values next to the raw ones (``sysparm_display_value=all``)."""
         resource = self._client.resource(api_path=f"/table/{table}", timeout=self._timeout)
         if writes and self.input_display_value:
             resource.parameters.add_custom({"sysparm_input_display_value": "true"})
+        if display:
+            resource.parameters.display_value = "all"
         return resource
 
     def _wire(self, what: str, action: Callable[[], T]) -> T:
@@ -105,14 +112,14 @@ class ServiceNowConnector(Connector):
                                  connection=self.name) from exc
 
     def _list(self, table: str, query: str, *, what: str, fields: Sequence[str] = (),
-              limit: int | None = None) -> list[dict[str, Any]]:
+              limit: int | None = None, display: bool = False) -> list[dict[str, Any]]:
         """Every row matching `query`, page by page, following the ``Link: rel="next"`` header."""
         rows: list[dict[str, Any]] = []
         offset = 0
         while True:
             def fetch(offset: int = offset) -> tuple[list[dict[str, Any]], str | None]:
-                response = self._resource(table).get(query=query, limit=limit or self.page_size,
-                                                     offset=offset, fields=list(fields))
+                response = self._resource(table, display=display).get(query=query, limit=limit or self.page_size,
+                                                                      offset=offset, fields=list(fields))
                 return response.all(), response.headers.get("Link")
             batch, link = self._wire(what, fetch)
             rows.extend(batch)
@@ -123,7 +130,7 @@ class ServiceNowConnector(Connector):
 
     def _patch(self, record_id: str, fields: Mapping[str, Any], *, what: str) -> dict[str, Any]:
         sys_id = self._checked_sys_id(record_id)
-        resource = self._resource(self.table, writes=True)
+        resource = self._resource(self.table, writes=True, display=True)  # the answer is read as a ticket
         return self._wire(what, lambda: resource.request("PATCH", path_append=f"/{sys_id}", json=dict(fields)).one())
 
     def _checked_sys_id(self, record_id: str) -> str:
@@ -208,7 +215,7 @@ class ServiceNowConnector(Connector):
 
     def get(self, record_id: str) -> Ticket:
         sys_id = self._checked_sys_id(record_id)
-        resource = self._resource(self.table)
+        resource = self._resource(self.table, display=True)
         record = self._wire(f"read ticket {record_id}",
                             lambda: resource.request("GET", path_append=f"/{sys_id}").one())
         return self._ticket(record, what=f"read ticket {record_id}")
@@ -225,7 +232,7 @@ class ServiceNowConnector(Connector):
                                  connection=self.name)
         extra = f"^{self.poll_query}" if self.poll_query else ""
         records = self._list(self.table, f"sys_updated_on>={since}{extra}^ORDERBYsys_updated_on",
-                             what="poll changed tickets")
+                             what="poll changed tickets", display=True)
         if not records:
             return PollResult(changes=[], cursor=since)
         journal = self._list("sys_journal_field", f"sys_created_on>={since}^name={self.table}"
@@ -279,10 +286,20 @@ class ServiceNowConnector(Connector):
 
 # -- pure normalisers ---------------------------------------------------------------------------------
 def raw_value(value: Any) -> str:
-    """A field's raw string value: a reference ``{link, value}`` reduced to its value, null to ``""``."""
+    """A field's raw string value: a reference ``{link, value}`` (or any ``{display_value, value}``)
+    reduced to its value, null to ``""``."""
     if isinstance(value, Mapping):
         return raw_value(value.get("value"))
     return "" if value is None else str(value)
+
+
+def display_value(value: Any) -> str | None:
+    """How the desk shows a field read with ``sysparm_display_value=all``; None when the answer has no
+    display value (a raw read)."""
+    if isinstance(value, Mapping) and "display_value" in value:
+        shown = value["display_value"]
+        return "" if shown is None else str(shown)
+    return None
 
 
 def parse_desk_time(text: str) -> datetime:
@@ -314,12 +331,28 @@ def next_offset(link_header: str | None) -> int | None:
 
 def normalise_ticket(record: Mapping[str, Any], *, connection: str, instance_url: str,
                      table: str = "incident") -> Ticket:
-    """A raw Table API record as a `Ticket`. Journal fields are left out: they always read back empty."""
-    fields = {name: raw_value(value) for name, value in record.items() if name not in JOURNAL_ELEMENTS}
+    """A Table API record (raw, or read with ``sysparm_display_value=all``) as a `Ticket`.
+
+    `fields` are the raw values either way. `display` keeps a field's display value where it differs
+    from the raw one: reference names, choice labels (dates too, in the reading user's time zone). An
+    empty display value for a set field is no name (a reference to a record that does not exist) and is
+    left out. Journal fields are left out: they read back empty (their display value is the whole
+    journal, which polls read from ``sys_journal_field`` instead).
+    """
+    fields: dict[str, str] = {}
+    display: dict[str, str] = {}
+    for name, value in record.items():
+        if name in JOURNAL_ELEMENTS:
+            continue
+        fields[name] = raw_value(value)
+        shown = display_value(value)
+        if shown and shown != fields[name]:
+            display[name] = shown
     sys_id = fields["sys_id"]
     return Ticket(connection=connection, id=sys_id, number=fields.get("number", ""),
                   url=record_url(instance_url, table, sys_id), fields=fields,
-                  updated_at=parse_desk_time(fields["sys_updated_on"]), updated_by=fields.get("sys_updated_by") or None)
+                  updated_at=parse_desk_time(fields["sys_updated_on"]), updated_by=fields.get("sys_updated_by") or None,
+                  display=display)
 
 
 def normalise_journal(row: Mapping[str, Any]) -> TimelineEntry:

@@ -8,6 +8,8 @@ message per second per channel (the outbox waits out the 429s)."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +151,36 @@ def test_a_channel_opens_a_ticket_and_hears_the_desk_back(world: World) -> None:
 
 def ticket_url(world: World, sys_id: str) -> str:
     return f"{world.sn.url}/nav_to.do?uri=incident.do?sys_id={sys_id}"
+
+
+def group_id(sn: ServiceNowSimulator, name: str) -> str:
+    """The sys_id of the instance's group `name` (what an agent's pick stores in assignment_group)."""
+    return next(sys_id for sys_id, group in sn.state.refs["sys_user_group"].items() if group == name)
+
+
+def test_a_desk_reassignment_is_announced_by_group_name_never_by_sys_id(world: World) -> None:
+    slack, sn = world.slack, world.sn
+    channel = slack.create_channel("inc-2044-dns")
+    slack.slash_command(channel, "open DNS resolution failing in eu-west-1", "alice")
+    (ticket,) = wait_until(lambda: sn.find_by_correlation(f"slack:{channel}"), message="ticket on ServiceNow")
+    number, sys_id = ticket["number"], ticket["sys_id"]
+    wait_until(lambda: posts(slack, channel, f"ServiceNow ticket {number} opened"), message="ticket link in the channel")
+
+    sn.desk_update(sys_id, {"assignment_group": group_id(sn, "Network")}, user="jane.doe")
+    (first,) = wait_until(lambda: posts(slack, channel, f"ServiceNow {number} changed"), message="reassignment")
+    assert "*Assignment group*\nService Desk → Network" in [f["text"] for f in first["blocks"][1]["fields"]]
+    # the ticket's own link carries its sys_id; nothing else in the message is one
+    assert not re.findall(r"[0-9a-f]{32}", json.dumps(first).replace(sys_id, ""))
+
+    sn.desk_update(sys_id, {"assignment_group": group_id(sn, "Payments")}, user="jane.doe")
+    second = wait_until(lambda: posts(slack, channel, f"ServiceNow {number} changed")[1:], message="second reassignment")
+    assert "*Assignment group*\nNetwork → Payments" in [f["text"] for f in second[0]["blocks"][1]["fields"]]
+    assert not re.findall(r"[0-9a-f]{32}", json.dumps(second[0]).replace(sys_id, ""))
+
+    world.daemon.stop()
+    assert sync_once(world.runtime).ok  # nothing more to tell, nothing written back to the desk
+    assert len(posts(slack, channel, f"ServiceNow {number} changed")) == 2
+    assert sn.record(sys_id)["assignment_group"] == group_id(sn, "Payments")
 
 
 def test_link_attaches_an_existing_ticket_and_the_shortcut_opens_one_from_a_message(world: World) -> None:

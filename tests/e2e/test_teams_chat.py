@@ -4,6 +4,8 @@ Workflows URL (the ticket link, desk comments, desk state changes as Adaptive Ca
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,39 @@ def test_a_channel_opens_a_ticket_and_hears_the_desk_back(world: World) -> None:
     assert len([note for note in work_notes if note.startswith("[Teams] Bob Brown: rolled back deploy 4411")]) == 1
     assert not [j for j in sn.journal(sys_id) if "Restarting the connection pool" in j["value"] and j["element"] == "work_notes"]
     assert len(announced()) == 1
+
+
+def group_id(sn: ServiceNowSimulator, name: str) -> str:
+    """The sys_id of the instance's group `name` (what an agent's pick stores in assignment_group)."""
+    return next(sys_id for sys_id, group in sn.state.refs["sys_user_group"].items() if group == name)
+
+
+def test_a_desk_reassignment_is_announced_by_group_name_never_by_sys_id(world: World) -> None:
+    teams, sn = world.teams, world.sn
+    channel = teams.channel_id("inc-checkout")
+    teams.post_message("inc-checkout", "open DNS resolution failing in eu-west-1", user="alice")
+    (ticket,) = wait_until(lambda: sn.find_by_correlation(f"teams:{channel}"), message="ticket on ServiceNow")
+    number, sys_id = ticket["number"], ticket["sys_id"]
+    wait_until(lambda: [t for t in texts(teams, "inc-checkout") if number in t], message="ticket link in channel")
+
+    def announced() -> list[dict]:
+        teams.wait_idle(5)
+        return [card for card in teams.cards("inc-checkout") if card["body"][1:2] and card["body"][1]["type"] == "FactSet"]
+
+    sn.desk_update(sys_id, {"assignment_group": group_id(sn, "Network")}, user="jane.doe")
+    (card,) = wait_until(announced, message="reassignment announced")
+    assert {"title": "Assignment group", "value": "Service Desk → Network"} in card["body"][1]["facts"]
+    # the ticket's own link carries its sys_id; nothing else on the card is one
+    assert not re.findall(r"[0-9a-f]{32}", json.dumps(card).replace(sys_id, ""))
+
+    sn.desk_update(sys_id, {"assignment_group": group_id(sn, "Payments")}, user="jane.doe")
+    second = wait_until(lambda: announced()[1:], message="second reassignment announced")
+    assert {"title": "Assignment group", "value": "Network → Payments"} in second[0]["body"][1]["facts"]
+    assert not re.findall(r"[0-9a-f]{32}", json.dumps(second[0]).replace(sys_id, ""))
+
+    world.daemon.stop()
+    assert sync_once(world.runtime).ok  # nothing more to tell
+    assert len(announced()) == 2
 
 
 def test_link_attaches_an_existing_ticket_and_a_repeat_open_does_not_duplicate(world: World) -> None:

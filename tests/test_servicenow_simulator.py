@@ -124,7 +124,7 @@ def test_unknown_record_is_404_and_no_match_is_an_empty_list(api: requests.Sessi
 def test_a_new_incident_has_the_instance_defaults(api: requests.Session, sim: ServiceNowSimulator) -> None:
     record = create(api, sim, short_description="Disk full", unknown_field="dropped")
     assert re.fullmatch(r"[0-9a-f]{32}", record["sys_id"]) and record["number"] == "INC0010001"
-    assert (record["state"], record["impact"], record["urgency"], record["priority"]) == ("1", "3", "3", "5")
+    assert (record["state"], record["impact"], record["urgency"], record["priority"]) == ("1", "3", "3", "4")  # Low/Low: 4 Low
     assert record["sys_created_by"] == USER and record["sys_mod_count"] == "0" and record["active"] == "true"
     assert DESK_TIME.fullmatch(record["sys_created_on"]) and record["opened_at"] == "2025-03-14 09:00:00"
     opened_by = record["opened_by"]
@@ -135,7 +135,7 @@ def test_a_new_incident_has_the_instance_defaults(api: requests.Session, sim: Se
 
 @pytest.mark.parametrize(("impact", "urgency", "priority"), [
     ("1", "1", "1"), ("1", "2", "2"), ("2", "1", "2"), ("1", "3", "3"), ("2", "2", "3"), ("3", "1", "3"),
-    ("2", "3", "4"), ("3", "2", "4"), ("3", "3", "5"),
+    ("2", "3", "4"), ("3", "2", "4"), ("3", "3", "4"),
 ])
 def test_priority_follows_the_default_matrix(api: requests.Session, sim: ServiceNowSimulator,
                                              impact: str, urgency: str, priority: str) -> None:

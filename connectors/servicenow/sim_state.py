@@ -34,10 +34,12 @@ CHOICES: dict[str, dict[str, str]] = {
     "state": STATE_LABELS, "incident_state": STATE_LABELS, "impact": LEVEL_LABELS, "urgency": LEVEL_LABELS,
     "priority": PRIORITY_LABELS,
 }
-#: ServiceNow's default priority lookup (impact, urgency) -> priority.
+#: ServiceNow's default priority lookup for incidents (impact, urgency) -> priority. Low/Low is 4 Low as
+#: in the incident documentation's lookup rules (the problem table's gives 5 Planning; compliance-spec §5),
+#: the same matrix the compliance pack's ITIL-I2 checks against by default.
 PRIORITY_MATRIX: dict[tuple[str, str], str] = {
     ("1", "1"): "1", ("1", "2"): "2", ("2", "1"): "2", ("1", "3"): "3", ("2", "2"): "3", ("3", "1"): "3",
-    ("2", "3"): "4", ("3", "2"): "4", ("3", "3"): "5",
+    ("2", "3"): "4", ("3", "2"): "4", ("3", "3"): "4",
 }
 INCIDENT_FIELDS: tuple[str, ...] = (
     "sys_id", "number", "short_description", "description", "state", "incident_state", "hold_reason",

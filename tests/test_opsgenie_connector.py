@@ -27,7 +27,14 @@ from connectors.opsgenie.connector import (
     incident_from_rest,
     note_entry,
 )
-from connectors.opsgenie.webhooks import REREAD_ACTIONS, note_id
+from connectors.opsgenie.webhooks import (
+    INCIDENT_KEYS,
+    REREAD_ACTIONS,
+    missing_keys,
+    note_id,
+)
+from mappings.engine import apply, compile_mapping
+from mappings.schema import MappingSpec, load_preset
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opsgenie"
 API = "https://api.opsgenie.com"
@@ -107,7 +114,10 @@ STATUS_EVENTS = {
 def test_status_actions_become_an_incident_and_a_timeline_line(event: str) -> None:
     payload = fixture(f"webhook_{event}.json")
     alert = payload["alert"]
-    [change] = connector().parse_webhook(raw(f"webhook_{event}.json"), {})
+    assert missing_keys(alert) == []
+    with responses.RequestsMock() as mocked:  # the payload has every field: no re-read
+        [change] = connector().parse_webhook(raw(f"webhook_{event}.json"), {})
+        assert not mocked.calls
     incident = change.incident
     assert incident is not None
     assert (change.record_id, change.event_type) == (ALERT, f"alert.{payload['action']}")
@@ -293,6 +303,92 @@ def test_malformed_webhooks_are_refused_with_400_naming_the_field(body: bytes, n
     assert caught.value.status == 400 and names in str(caught.value)
 
 
+# -- status webhooks without the fields the incident is built from ---------------------------------------
+DOCUMENTED = "webhook_acknowledge_documented.json"  # shaped like Opsgenie's sample: no priority, owner, description
+
+
+def desk_fields(incident: object) -> dict[str, str]:
+    """What the opsgenie-servicenow preset writes to the ticket for `incident` (an update)."""
+    mapping = compile_mapping("opsgenie-servicenow", MappingSpec.model_validate(load_preset("opsgenie-servicenow")))
+    return dict(apply(mapping, incident, creating=False).fields)
+
+
+def test_documented_acknowledge_payload_lacks_priority_owner_and_description() -> None:
+    assert missing_keys(fixture(DOCUMENTED)["alert"]) == ["priority", "owner", "description"]
+    assert set(INCIDENT_KEYS) <= set(fixture("webhook_acknowledge.json")["alert"])
+
+
+@pytest.mark.parametrize("priority, impact, urgency", [("P2", "1", "2"), ("P1", "1", "1"), ("P5", "3", "3")])
+def test_acknowledge_without_priority_keeps_the_alerts_priority_from_a_re_read(priority: str, impact: str,
+                                                                               urgency: str) -> None:
+    with responses.RequestsMock() as mocked:
+        get = mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest_alert(priority=priority))
+        [change] = connector().parse_webhook(raw(DOCUMENTED), {})
+    assert len(get.calls) == 1 and _query(get.calls[0]) == {"identifierType": ["id"]}
+    incident = change.incident
+    assert incident is not None
+    assert change.event_id == f"{ALERT}:Acknowledge:{fixture(DOCUMENTED)['alert']['updatedAt']}"
+    assert (incident.status, incident.priority) == ("acknowledged", priority)
+    assert incident.assignees == ("alice@example.com",)
+    assert incident.raw["description"].startswith("Error budget burn")
+    fields = desk_fields(incident)
+    assert (fields["impact"], fields["urgency"], fields["state"]) == (impact, urgency, "2")
+    assert f"Priority: {priority}" in fields["description"] and "Runbook:" in fields["description"]
+    [entry] = change.entries
+    assert (entry.kind, entry.text) == ("status", "Acknowledged by alice@example.com in Opsgenie")
+
+
+def test_the_re_read_incident_writes_the_desk_as_the_complete_payload_does() -> None:
+    [complete] = connector().parse_webhook(raw("webhook_acknowledge.json"), {})  # carries P2, owner, description
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest_alert())  # the same alert, P2
+        [documented] = connector().parse_webhook(raw(DOCUMENTED), {})
+    assert desk_fields(documented.incident) == desk_fields(complete.incident)
+    assert documented.incident.tracked() == complete.incident.tracked()
+
+
+@pytest.mark.parametrize("change", [
+    {"priority": None}, {"owner": None}, {"description": None}, {"priority": 3}, {"priority": "high"},
+], ids=["no-priority", "no-owner", "no-description", "create-sample-priority-3", "bad-priority"])
+def test_any_missing_incident_field_is_re_read(change: dict) -> None:
+    base = fixture("webhook_acknowledge.json")
+    alert = {k: v for k, v in {**base["alert"], **change}.items() if v is not None}
+    with responses.RequestsMock() as mocked:
+        get = mocked.get(f"{API}/v2/alerts/{ALERT}", json=rest_alert(priority="P1"))
+        [parsed] = connector().parse_webhook(json.dumps({**base, "alert": alert}).encode(), {})
+    assert len(get.calls) == 1 and parsed.incident.priority == "P1"
+
+
+def test_a_status_read_that_lags_the_webhook_keeps_the_webhooks_status_and_fields() -> None:
+    before = rest_alert(acknowledged=False, owner="", report={}, message="old message",
+                        updatedAt="2026-03-02T09:58:22.000Z")  # the Acknowledge is not applied yet
+    payload = fixture(DOCUMENTED)
+    payload["alert"]["message"] = "Error rate above 5% on Payments API"
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", json=before)
+        [change] = connector().parse_webhook(json.dumps(payload).encode(), {})
+    incident = change.incident
+    assert (incident.status, incident.priority, incident.title) == (
+        "acknowledged", "P2", "Error rate above 5% on Payments API")
+    assert incident.updated_at == change.occurred_at == datetime.fromtimestamp(
+        payload["alert"]["updatedAt"] / 1e9, timezone.utc)
+    close = {**payload, "action": "Close"}
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", json=before)
+        [closed] = connector().parse_webhook(json.dumps(close).encode(), {})
+    assert (closed.incident.status, closed.incident.resolved_at) == ("resolved", closed.occurred_at)
+
+
+@pytest.mark.parametrize("status", [503, 404, 401])
+def test_a_failed_status_re_read_sends_the_line_and_no_incident_with_a_default_priority(
+        status: int, caplog: pytest.LogCaptureFixture) -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(f"{API}/v2/alerts/{ALERT}", status=status, json={"message": "x", "took": 0, "requestId": "r"})
+        [change] = connector().parse_webhook(raw(DOCUMENTED), {})
+    assert change.incident is None and [e.kind for e in change.entries] == ["status"]
+    assert "could not re-read alert" in caplog.text and KEY not in caplog.text
+
+
 # -- REST normalisation ---------------------------------------------------------------------------------
 def test_rest_alert_normalises_like_the_webhook_shape() -> None:
     rest = incident_from_rest(fixture("rest_alert.json")["data"], source="opsgenie",
@@ -306,7 +402,7 @@ def test_rest_alert_normalises_like_the_webhook_shape() -> None:
 
 def test_rest_closed_alert_is_resolved_at_created_plus_close_time() -> None:
     closed = incident_from_rest(fixture("rest_alerts_page1.json")["data"][1], source="og")
-    assert (closed.status, closed.priority, closed.service) == ("resolved", "P3", "Search")
+    assert (closed.status, closed.priority, closed.service) == ("resolved", "P3", None)  # list items: no entity
     assert closed.resolved_at == datetime(2026, 3, 2, 11, 42, 31, 204000, tzinfo=timezone.utc)
     assert incident_from_rest(fixture("rest_alerts_page2.json")["data"][0], source="og").status == "triggered"
 
@@ -320,22 +416,39 @@ def _page_matcher(offset: str) -> list:
     return [responses.matchers.query_param_matcher({"offset": offset}, strict_match=False)]
 
 
+EMPTY = {"data": [], "paging": {}, "took": 0, "requestId": "x"}
+ENTITIES = {"a3f9c2d1-6b7e-4e0a-9d3c-2f1e0b9a8c77": "Search", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f": "Checkout Web"}
+
+
+def _full(listed: dict, **changes: object) -> dict:
+    """``GET /v2/alerts/{id}`` for a list item: what the list leaves out (entity, description...)."""
+    return {"data": {**listed, "entity": ENTITIES[listed["id"]], "description": f"About {listed['message']}",
+                     "details": {}, "actions": [], **changes}, "took": 0, "requestId": "x"}
+
+
 @responses.activate
-def test_poll_pages_by_updated_at_and_reads_notes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poll_pages_by_updated_at_and_reads_each_alert_and_its_notes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("connectors.opsgenie.connector.PAGE_LIMIT", 2)
-    responses.get(f"{API}/v2/alerts", json=fixture("rest_alerts_page1.json"), match=_page_matcher("0"))
-    responses.get(f"{API}/v2/alerts", json=fixture("rest_alerts_page2.json"), match=_page_matcher("2"))
+    page1, page2 = fixture("rest_alerts_page1.json"), fixture("rest_alerts_page2.json")
+    responses.get(f"{API}/v2/alerts", json=page1, match=_page_matcher("0"))
+    responses.get(f"{API}/v2/alerts", json=page2, match=_page_matcher("2"))
+    responses.get(f"{API}/v2/alerts/{ALERT}", json=fixture("rest_alert.json"))
     responses.get(f"{API}/v2/alerts/{ALERT}/notes", json=fixture("rest_notes.json"))
-    for other in ("a3f9c2d1-6b7e-4e0a-9d3c-2f1e0b9a8c77", "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"):
-        responses.get(f"{API}/v2/alerts/{other}/notes", json={"data": [], "paging": {}, "took": 0, "requestId": "x"})
+    for listed in (page1["data"][1], page2["data"][0]):
+        responses.get(f"{API}/v2/alerts/{listed['id']}", json=_full(listed))
+        responses.get(f"{API}/v2/alerts/{listed['id']}/notes", json=EMPTY)
 
     result = connector().poll("2026-03-02T10:00:05Z", now=NOW)
 
     listing = _query(responses.calls[0])
     assert listing["query"] == ["updatedAt>=1772445600000"]  # cursor minus the 5 s overlap, epoch ms
     assert (listing["sort"], listing["order"], listing["limit"]) == (["updatedAt"], ["asc"], ["2"])
+    reads = [c.request.url.split("?")[0] for c in responses.calls if "/notes" not in c.request.url]
+    assert reads.count(f"{API}/v2/alerts/{ALERT}") == 1 and len(reads) == 2 + 3  # two pages, one GET per alert
     assert [c.incident.status for c in result.changes] == ["acknowledged", "resolved", "triggered"]
+    assert [c.incident.service for c in result.changes] == ["Payments API", "Search", "Checkout Web"]
     first = result.changes[0]
+    assert first.incident.raw["description"] == fixture("rest_alert.json")["data"]["description"]
     assert first.event_id.startswith(f"poll:{ALERT}:2026-03-02T10:00:22.512Z:")
     assert (first.via, first.event_type) == ("poll", "alert.polled")
     assert [e.author for e in first.entries] == ["bob@example.com", "itsm-bridge"]
@@ -345,13 +458,44 @@ def test_poll_pages_by_updated_at_and_reads_notes(monkeypatch: pytest.MonkeyPatc
 
 
 @responses.activate
+def test_a_polled_alert_writes_the_desk_as_its_webhook_does() -> None:
+    """List items have no entity nor description: an incident built from one would blank the ticket's
+    group, configuration item and alert text until the next webhook put them back."""
+    listed = fixture("rest_alerts_page1.json")["data"][0]
+    assert not {"entity", "description", "details"} & set(listed)
+    responses.get(f"{API}/v2/alerts", json={"data": [listed], "paging": {}})
+    responses.get(f"{API}/v2/alerts/{ALERT}", json=fixture("rest_alert.json"))
+    responses.get(f"{API}/v2/alerts/{ALERT}/notes", json=EMPTY)
+    [polled] = connector().poll("2026-03-02T10:00:05Z", now=NOW).changes
+    [hooked] = connector().parse_webhook(raw("webhook_acknowledge.json"), {})
+    assert desk_fields(polled.incident) == desk_fields(hooked.incident)
+    assert polled.incident.tracked() == hooked.incident.tracked()
+    listed_only = desk_fields(incident_from_rest(listed, source="opsgenie", web_url="https://acme.app.opsgenie.com"))
+    assert listed_only["assignment_group"] == "Service Desk" and "Runbook" not in listed_only["description"]
+
+
+@responses.activate
+def test_poll_cursor_is_the_listings_and_a_deleted_alert_is_skipped() -> None:
+    page = fixture("rest_alerts_page1.json")
+    responses.get(f"{API}/v2/alerts", json={"data": page["data"], "paging": {}})
+    responses.get(f"{API}/v2/alerts/{ALERT}", status=404, json=fixture("error_not_found.json"))
+    closed = page["data"][1]
+    responses.get(f"{API}/v2/alerts/{closed['id']}", json=_full(closed, updatedAt="2026-03-02T12:30:00.000Z"))
+    responses.get(f"{API}/v2/alerts/{closed['id']}/notes", json=EMPTY)
+    result = connector().poll("2026-03-02T10:00:05Z", now=NOW)
+    assert [c.record_id for c in result.changes] == [closed["id"]]
+    assert result.changes[0].occurred_at == datetime(2026, 3, 2, 12, 30, tzinfo=timezone.utc)  # as read
+    assert result.cursor == "2026-03-02T11:42:31.204000Z"  # as listed: later changes elsewhere are not skipped
+
+
+@responses.activate
 def test_poll_event_id_changes_when_a_tracked_attribute_changes() -> None:
     alert = fixture("rest_alerts_page2.json")["data"][0]
-    empty = {"data": [], "paging": {}, "took": 0, "requestId": "x"}
-    responses.get(f"{API}/v2/alerts/{alert['id']}/notes", json=empty)
+    responses.get(f"{API}/v2/alerts/{alert['id']}/notes", json=EMPTY)
     responses.get(f"{API}/v2/alerts", json={"data": [alert], "paging": {}})
+    responses.get(f"{API}/v2/alerts/{alert['id']}", json=_full(alert))
     first = connector().poll(None, now=NOW).changes[0].event_id
-    responses.replace(responses.GET, f"{API}/v2/alerts", json={"data": [{**alert, "priority": "P2"}], "paging": {}})
+    responses.replace(responses.GET, f"{API}/v2/alerts/{alert['id']}", json=_full(alert, priority="P2"))
     assert connector().poll(None, now=NOW).changes[0].event_id != first
     assert _query(responses.calls[0])["query"] == ["updatedAt>=1772366400000"]  # now - catch_up_hours
 

@@ -120,7 +120,11 @@ def test_list_pages_sorts_and_filters_by_updated_at() -> None:
             clock[0] += timedelta(seconds=1)
         sim.acknowledge(ids[0], user="bob")
         page = requests.get(f"{sim.url}/v2/alerts", headers=AUTH, timeout=5).json()
-        assert len(page["data"]) == 20 and "next" in page["paging"] and "description" not in page["data"][0]
+        assert len(page["data"]) == 20 and "next" in page["paging"]
+        for listed in page["data"]:  # BaseAlert, as Opsgenie's list: what only GET /v2/alerts/{id} has is absent
+            assert not {"entity", "description", "details", "actions"} & set(listed)
+        full = requests.get(f"{sim.url}/v2/alerts/{ids[-1]}", headers=AUTH, timeout=5).json()["data"]
+        assert {"entity", "description", "details", "actions"} <= set(full) and full["entity"] == "Search"
         assert page["data"][0]["id"] == ids[-1]  # createdAt desc by default
         after = int(datetime(2026, 3, 1, 8, 0, 24, tzinfo=timezone.utc).timestamp() * 1000)
         recent = requests.get(f"{sim.url}/v2/alerts", headers=AUTH, timeout=5, params={
@@ -185,6 +189,22 @@ def test_connector_accepts_what_the_simulator_sends(sim: OpsgenieSimulator, rece
     assert [c.event_type for c in changes] == ["alert.Create", "alert.Acknowledge", "alert.AddNote"]
     assert changes[1].incident.tracked() == og.get_incident(alert).tracked()
     assert changes[2].entries[0].id == note == og.list_notes(alert)[0].id
+
+
+def test_poll_reads_what_the_list_leaves_out_and_agrees_with_the_webhooks(sim: OpsgenieSimulator,
+                                                                          receiver: Receiver) -> None:
+    alert = sim.trigger("Checkout Web", "Checkout errors", user="bob", priority="P1",
+                        description="Runbook: https://wiki.example.com/checkout")
+    sim.acknowledge(alert, user="bob")
+    assert sim.wait_idle(10)
+    og = connector(sim)
+    [polled] = og.poll(None, now=datetime.now(timezone.utc)).changes
+    incident = polled.incident
+    assert (incident.service, incident.priority, incident.status) == ("Checkout Web", "P1", "acknowledged")
+    assert incident.raw["description"] == "Runbook: https://wiki.example.com/checkout"
+    [hooked] = og.parse_webhook(receiver.requests[-1][1], receiver.requests[-1][0])
+    assert hooked.incident.tracked() == incident.tracked()
+    assert hooked.incident.raw["description"] == incident.raw["description"]
 
 
 def test_a_priority_change_fires_update_priority_shaped_like_the_real_webhook(sim: OpsgenieSimulator,

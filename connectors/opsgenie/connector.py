@@ -15,8 +15,18 @@ Outgoing webhooks carry no alert status, so a webhook for a field action (Update
 UpdateDescription, AddTags, RemoveTags, AssignOwnership, TakeOwnership) is completed by re-reading the
 alert (``GET /v2/alerts/{id}``): the change then carries the full incident and reaches the desk at once
 instead of at the next poll. Should the read lag the webhook (writes are asynchronous), the field the
-action changed is taken from the webhook. A failed read leaves the change as its timeline line only
-(logged); the next poll brings the state.
+action changed is taken from the webhook. A status webhook (Create, Acknowledge, UnAcknowledge, Close)
+is read from its payload, unless the payload lacks what the incident is built from (Opsgenie's own
+samples have no priority nor owner; see `webhooks.missing_keys`): it is then re-read the same way, the
+status (and the fields the payload has) taken from the webhook when the read lags it. A failed read
+leaves the change as its timeline line only (logged), never an incident with fields it did not read;
+the next poll brings the state.
+
+The poll lists what changed (``GET /v2/alerts``), but list items are ``BaseAlert``s: no ``entity``,
+``description``, ``details`` nor ``actions`` (only ``GET /v2/alerts/{id}`` has them; SDK
+``docs/BaseAlert.md`` vs ``docs/Alert.md``). An incident built from them would blank the service and the
+alert text on the desk until the next webhook put them back, so each listed alert is re-read (one GET per
+alert changed since the cursor, next to the one for its notes).
 """
 
 from __future__ import annotations
@@ -31,11 +41,20 @@ from typing import Any, ClassVar
 
 import requests
 
-from bridge.errors import ConnectorError, PermanentError
+from bridge.errors import ConnectorError, NotFoundError, PermanentError
 from bridge.http import call
 from bridge.model import Change, Incident, TimelineEntry, format_time, parse_time
 from connectors.base import CheckResult, Connector, PollResult
-from connectors.opsgenie.webhooks import REREAD_ACTIONS, alert_url, note_id, parse_payload, verify_token
+from connectors.opsgenie.webhooks import (
+    PRIORITIES,
+    REREAD_ACTIONS,
+    STATUS_ACTIONS,
+    alert_url,
+    missing_keys,
+    note_id,
+    parse_payload,
+    verify_token,
+)
 
 __all__ = ["OpsgenieConnector", "complete_change", "incident_from_rest", "note_entry", "rest_status"]
 
@@ -43,7 +62,6 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 100
 MAX_WINDOW = 20_000  # offset + limit beyond this is refused [!]; the poll restarts from the last updatedAt
-PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 POLL_OVERLAP = timedelta(seconds=5)  # re-read a little before the cursor; the inbox de-duplicates
 SOURCE = "itsm-bridge"
 #: The alert key each re-read action changes (the same name in the webhook's alert and the REST alert).
@@ -51,6 +69,9 @@ CHANGED_KEY: dict[str, str] = {
     "UpdatePriority": "priority", "UpdateMessage": "message", "UpdateDescription": "description",
     "AddTags": "tags", "RemoveTags": "tags", "AssignOwnership": "owner", "TakeOwnership": "owner",
 }
+#: The keys a status webhook's alert shares with the REST alert: taken from the webhook (where it has
+#: them) when the re-read is older than the webhook.
+SHARED_KEYS = ("message", "entity", "tags", "owner", "priority", "description", "details")
 
 
 def rest_status(alert: Mapping[str, Any]) -> str:
@@ -93,8 +114,9 @@ def complete_change(change: Change, alert: Mapping[str, Any], rest: Mapping[str,
     """A re-read action's `change` (its timeline line) with the incident of `rest`, the alert re-read.
 
     When the read is older than the webhook (Opsgenie applies changes asynchronously), the key the action
-    changed is taken from the webhook's `alert`, and the incident is as of the webhook. The change's time
-    is the later of the webhook's and the read's: the state it carries holds at least from then.
+    changed is taken from the webhook's `alert` (for a status action: the status, and the `SHARED_KEYS`
+    the payload has), and the incident is as of the webhook. The change's time is the later of the
+    webhook's and the read's: the state it carries holds at least from then.
     """
     action = change.event_type.removeprefix("alert.")
     data = dict(rest)
@@ -107,9 +129,17 @@ def complete_change(change: Change, alert: Mapping[str, Any], rest: Mapping[str,
             data[key] = alert[key]
         elif action == "TakeOwnership" and alert.get("username"):
             data[key] = alert["username"]
+    status = STATUS_ACTIONS.get(action)
+    if behind and status:
+        data.update({name: alert[name] for name in SHARED_KEYS if name in alert})
+        if alert.get("priority") not in PRIORITIES:  # the Create sample's 3: keep the read's
+            data["priority"] = rest.get("priority")
     incident = incident_from_rest(data, source=change.connection, web_url=web_url)
     if behind:
         incident = replace(incident, updated_at=change.occurred_at)
+        if status:
+            incident = replace(incident, status=status,
+                               resolved_at=change.occurred_at if status == "resolved" else None)
     return replace(change, incident=incident, occurred_at=max(change.occurred_at, incident.updated_at))
 
 
@@ -147,35 +177,48 @@ class OpsgenieConnector(Connector):
         verify_token(headers, self.settings.get("webhook_secret"), connection=self.name)
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[Change]:
-        """The webhook's `Change`; a field action's is completed with the alert re-read (see the module)."""
+        """The webhook's `Change`; a field action's, and a status action's whose payload lacks what the
+        incident is built from, is completed with the alert re-read (see the module)."""
         changes = parse_payload(body, connection=self.name, web_url=self.web_url)
-        return [self._reread(change, body) if change.event_type.removeprefix("alert.") in REREAD_ACTIONS
-                else change for change in changes]
+        alert = json.loads(body)["alert"]  # parse_payload checked it is an object
+        return [self._reread(change, alert) if self._needs_read(change, alert) else change for change in changes]
 
-    def _reread(self, change: Change, body: bytes) -> Change:
+    @staticmethod
+    def _needs_read(change: Change, alert: Mapping[str, Any]) -> bool:
+        action = change.event_type.removeprefix("alert.")
+        return action in REREAD_ACTIONS or (action in STATUS_ACTIONS and bool(missing_keys(alert)))
+
+    def _reread(self, change: Change, alert: Mapping[str, Any]) -> Change:
         try:
             rest = self._get_alert(change.record_id)
         except (ConnectorError, ValueError, KeyError) as exc:  # ValueError/KeyError: a body without data
             log.warning("%s: could not re-read alert %s after its %s webhook (%s); the timeline line goes "
                         "now, the alert's state with the next poll", self.name, change.record_id,
                         change.event_type, exc)
-            return change
-        return complete_change(change, json.loads(body)["alert"], rest, web_url=self.web_url)
+            return replace(change, incident=None)  # never an incident with fields the payload lacked
+        return complete_change(change, alert, rest, web_url=self.web_url)
 
     # -- catch-up poll --------------------------------------------------------------------------------
     def poll(self, cursor: str | None, *, now: datetime) -> PollResult:
-        """Every alert updated since `cursor` (oldest first) with its notes, as ``alert.polled`` changes.
-        The next cursor is the newest ``updatedAt`` seen (the previous cursor when nothing changed)."""
+        """Every alert updated since `cursor` (oldest first), re-read in full (list items lack entity,
+        description and details), with its notes, as ``alert.polled`` changes. The next cursor is the
+        newest ``updatedAt`` listed (the previous cursor when nothing changed): not a re-read's, which may
+        be later than changes to other alerts the listing did not see yet."""
         since = parse_time(cursor) - POLL_OVERLAP if cursor else now - self.catch_up
         changes, newest = [], parse_time(cursor) if cursor else since
-        for alert in self._list_alerts(since):
+        for listed in self._list_alerts(since):
+            newest = max(newest, parse_time(listed.get("updatedAt")) or newest)  # type: ignore[type-var]
+            try:
+                alert = self._get_alert(str(listed["id"]))
+            except NotFoundError:
+                log.info("%s: alert %s was deleted after it was listed; skipped", self.name, listed["id"])
+                continue
             canonical = incident_from_rest(alert, source=self.name, web_url=self.web_url)
             entries = tuple(self.list_notes(canonical.id))
             changes.append(Change(
                 connection=self.name, event_type="alert.polled", record_id=canonical.id,
                 event_id=f"poll:{canonical.id}:{alert.get('updatedAt')}:{_version(canonical, len(entries))}",
                 occurred_at=canonical.updated_at, incident=canonical, entries=entries, via="poll"))
-            newest = max(newest, canonical.updated_at)  # type: ignore[type-var]
         return PollResult(changes=changes, cursor=format_time(newest))
 
     def _list_alerts(self, since: datetime) -> list[Mapping[str, Any]]:

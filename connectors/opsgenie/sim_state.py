@@ -106,17 +106,18 @@ class SimAccount:
 
     # -- renderings -----------------------------------------------------------------------------------
     def rest_alert(self, alert: SimAlert, *, full: bool = True) -> dict[str, Any]:
-        """The REST alert; list results (`full` False) omit description, details and actions as Opsgenie's do."""
+        """The REST alert (``GET /v2/alerts/{id}``). List results (`full` False) are Opsgenie's ``BaseAlert``:
+        without entity, description, details and actions (opsgenie-oas ``BaseAlert`` vs ``Alert``)."""
         data: dict[str, Any] = {
             "id": alert.id, "tinyId": str(alert.tiny_id), "alias": alert.alias, "message": alert.message,
             "status": alert.status, "acknowledged": alert.acknowledged, "isSeen": alert.acknowledged,
             "tags": list(alert.tags), "snoozed": False, "count": 1, "lastOccurredAt": iso(alert.created_at),
             "createdAt": iso(alert.created_at), "updatedAt": iso(alert.updated_at), "source": alert.source,
             "owner": alert.owner, "priority": alert.priority, "responders": [], "integration": dict(INTEGRATION),
-            "report": dict(alert.report), "entity": alert.entity,
+            "report": dict(alert.report),
         }
         if full:
-            data.update(description=alert.description, details={}, actions=[])
+            data.update(entity=alert.entity, description=alert.description, details={}, actions=[])
         return data
 
     def _webhook(self, action: str, alert: SimAlert, username: str, **extra: Any) -> None:

@@ -8,9 +8,14 @@ the alert id, the action and ``alert.updatedAt`` (epoch *nanoseconds*, unique pe
 The payload (``{action, alert{alertId, message, tinyId, alias, entity, tags, createdAt (ms),
 updatedAt (ns), username, userId, priority, owner, note, description?, details?}, source, integration*}``)
 carries no alert status. The status is therefore only known from the status actions (Create,
-Acknowledge, UnAcknowledge, Close). The field actions (`REREAD_ACTIONS`: UpdatePriority, UpdateMessage,
-UpdateDescription, AddTags, RemoveTags, AssignOwnership, TakeOwnership) change what the incident shows,
-so `parse_payload` gives their timeline line and `OpsgenieConnector.parse_webhook` re-reads the alert
+Acknowledge, UnAcknowledge, Close). Their payloads are not complete either: Opsgenie's documented
+Acknowledge/UnAcknowledge/Close samples carry neither ``priority`` nor ``owner``, Create's sample has
+``priority: 3`` (a number), and ``description``/``details`` come only when the integration adds them.
+`missing_keys` names what a status webhook lacks of `INCIDENT_KEYS`; the connector then completes the
+change by re-reading the alert, and works from the payload alone when nothing is missing. The field
+actions (`REREAD_ACTIONS`: UpdatePriority, UpdateMessage, UpdateDescription, AddTags, RemoveTags,
+AssignOwnership, TakeOwnership) change what the incident shows, so `parse_payload` gives their timeline
+line and `OpsgenieConnector.parse_webhook` re-reads the alert
 (``GET /v2/alerts/{id}``) for the full incident. AddNote gives the note and Escalate a line, without an
 incident; any other action (AddTeam, AddRecipient, AddResponder, Delete, custom actions...) passes
 through bare, for the audit.
@@ -46,6 +51,13 @@ REREAD_ACTIONS: dict[str, str] = {
 #: Actions worth a timeline line that change nothing the incident shows.
 LINE_ACTIONS: dict[str, str] = {"Escalate": "assignment"}
 NOTE_ACTION = "AddNote"
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+#: The alert keys a status webhook's incident is built from: the canonical fields (title, number, created
+#: time, priority, assignees, service) and what the shipped presets read from ``incident.raw`` (tags and
+#: description). A status webhook lacking one is completed by re-reading the alert; without the re-read
+#: a missing priority would map to the desk's default urgency and a missing description would drop the
+#: alert text from the ticket, both put back by the next read: a flip-flop of desk writes.
+INCIDENT_KEYS = ("message", "tinyId", "createdAt", "priority", "owner", "entity", "tags", "description")
 
 
 def lower_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -69,6 +81,14 @@ def verify_token(headers: Mapping[str, str], secret: str | None, *, connection: 
 def note_id(alert_id: str, author: str | None, text: str) -> str:
     """A stable id for a note (Opsgenie gives none): digest of alert id, author and text."""
     return hashlib.sha256(f"{alert_id}\n{author or ''}\n{text}".encode()).hexdigest()[:16]
+
+
+def missing_keys(alert: Mapping[str, Any]) -> list[str]:
+    """The `INCIDENT_KEYS` the webhook's `alert` lacks (a priority other than P1..P5 counts as lacking)."""
+    missing = [key for key in INCIDENT_KEYS if key not in alert]
+    if "priority" in alert and alert["priority"] not in PRIORITIES:
+        missing.append("priority")
+    return missing
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -98,8 +118,9 @@ def incident_from_webhook(alert: Mapping[str, Any], *, source: str, status: str,
                           web_url: str | None = None) -> Incident:
     """The canonical `Incident` from a webhook's ``alert`` whose status the action told us.
 
-    Description stays empty as in `incident_from_rest` (list results never carry it); the text is in
-    ``incident.raw.description`` when the integration sends it.
+    Description stays empty as in `incident_from_rest`; the text is in ``incident.raw.description`` when
+    the integration sends it. A priority other than P1..P5 (the Create sample's ``3``) is left unset:
+    `missing_keys` has the connector re-read it.
     """
     alert_id = _require_str(alert, "alertId", "alert")
     owner = alert.get("owner")
@@ -109,7 +130,7 @@ def incident_from_webhook(alert: Mapping[str, Any], *, source: str, status: str,
         else occurred_at,
         updated_at=occurred_at,
         number=str(alert["tinyId"]) if alert.get("tinyId") is not None else None,
-        priority=alert.get("priority") or None,
+        priority=alert["priority"] if alert.get("priority") in PRIORITIES else None,
         service=alert.get("entity") or None,
         assignees=(str(owner),) if owner else (),
         url=alert_url(web_url, alert_id),
@@ -164,7 +185,8 @@ def _payload(body: bytes) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
 def parse_payload(body: bytes, *, connection: str, web_url: str | None = None) -> list[Change]:
     """The one `Change` an outgoing webhook describes.
 
-    Status actions carry the incident; `REREAD_ACTIONS` and Escalate carry their timeline line only (the
+    Status actions carry the incident as the payload shows it (the connector re-reads the alert when the
+    payload lacks `INCIDENT_KEYS`); `REREAD_ACTIONS` and Escalate carry their timeline line only (the
     connector completes the former by re-reading the alert); AddNote carries the note; anything else
     passes through bare. The event id is ``{alertId}:{action}:{updatedAt}`` (a redelivery repeats it).
     """

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from bridge.demo_sources import DemoSource
+from bridge.errors import MappingError
 from bridge.runtime import Runtime
 from bridge.status import queue_depths
 from connectors.base import MARKER_PREFIX
+from connectors.jsm.normalise import flat
 from connectors.jsm.simulator import JsmSimulator
+from connectors.servicenow.connector import raw_value
 from connectors.servicenow.simulator import ServiceNowSimulator
+from mappings.engine import CompiledMapping, compile_mapping, explain
+from mappings.schema import MappingSpec, load_preset
 
 SERVICES = ("Payments API", "Checkout Web", "Search", "Identity", "Data Platform")
 TITLES = ("Error rate above 5% on {s}", "Latency p99 over SLO on {s}", "{s} health check failing",
@@ -22,6 +28,10 @@ RESPONDERS = ("alice", "bob", "carol", "dave")
 SN_STATE = {"triggered": {"1"}, "acknowledged": {"2"}, "resolved": {"6", "7"}}
 JSM_STATUS = {"triggered": {"To Do"}, "acknowledged": {"In Progress"}, "resolved": {"Resolved", "Done"}}
 DESK_AGENT, JSM_AGENT = "jane.doe", "agent@example.com"
+DESKS = ("servicenow", "jsm")  # the desks' connection names in the demo's (and the chaos bench's) config
+#: Incident fields a desk's priority is mapped from (`from = ...`): the tool's priority, and its urgency,
+#: which some tools derive from it (Rootly: the severity's level).
+PRIORITY_PATHS = ("incident.priority", "incident.urgency")
 
 
 @dataclass
@@ -111,12 +121,27 @@ def convergence_problems(world: World, runtime: Runtime, scenario: Scenario) -> 
     if depths["inbox_pending"] or depths["outbox_pending"]:
         problems.append(f"bridge still working: {depths['inbox_pending']} in inbox, "
                         f"{depths['outbox_pending']} in outbox")
+    mappings = desk_mappings(world.source.slug, getattr(runtime, "routes", None) or ())
     for incident in scenario.incidents:
-        problems += _incident_problems(world, scenario, incident)
+        problems += _incident_problems(world, scenario, incident, mappings)
     return problems
 
 
-def _incident_problems(world: World, scenario: Scenario, incident: str) -> list[str]:
+def desk_mappings(slug: str, routes: Any = ()) -> dict[str, CompiledMapping]:
+    """Each desk's mapping for the tool: its route in the running config (`routes`), else the preset the
+    demo and the chaos bench configure for it (``<slug>-servicenow``, ``<slug>-jsm``)."""
+    mappings = {route.target: route.mapping for route in routes
+                if route.source == slug and route.target in DESKS and route.enabled}
+    return {desk: mappings.get(desk) or _preset_mapping(f"{slug}-{desk}", f"{slug}-to-{desk}") for desk in DESKS}
+
+
+@cache
+def _preset_mapping(preset: str, route: str) -> CompiledMapping:
+    return compile_mapping(route, MappingSpec.model_validate(load_preset(preset)))
+
+
+def _incident_problems(world: World, scenario: Scenario, incident: str,
+                       mappings: dict[str, CompiledMapping] | None = None) -> list[str]:
     tickets, issues = world.sn_tickets(incident), world.jsm_issues(incident)
     if len(tickets) != 1 or len(issues) != 1:
         return [f"{incident}: {len(tickets)} ServiceNow tickets and {len(issues)} JSM issues"]
@@ -139,6 +164,7 @@ def _incident_problems(world: World, scenario: Scenario, incident: str) -> list[
     for text in scenario.responder_notes.get(incident, []):
         if text not in journal or text not in comments:
             problems.append(f"{incident}: a responder note is missing on a desk")
+    problems += _priority_problems(world, incident, ticket, issue, mappings or desk_mappings(world.source.slug))
     if world.source.note_text is None:
         return problems  # the tool takes no notes (incident.io): the desks link back through their fields
     notes = world.source.notes(world.src, incident)
@@ -153,6 +179,36 @@ def _incident_problems(world: World, scenario: Scenario, incident: str) -> list[
         number = ticket["number"] if resolved_on == "servicenow" else issue["key"]
         if not any(number in note and ("Resolved" in note or "Done" in note) for note in notes):
             problems.append(f"{incident}: the resolve of {number} was not announced in the channel")
+    return problems
+
+
+def _priority_problems(world: World, incident: str, ticket: dict[str, Any], issue: dict[str, Any],
+                       mappings: dict[str, CompiledMapping]) -> list[str]:
+    """The tool's priority now, through each desk's mapping (the engine's own evaluation, as the daemon
+    writes an update), against the desk's field. Only fields mapped from the priority (`PRIORITY_PATHS`)
+    and still the source's after creation (owner=target fields are the desk's once created) are checked.
+    Responders are the only ones changing priority in the demo, so the tool is the truth."""
+    if not world.source.priorities:
+        return []  # chat: no priority to pass on, the desk triages
+    current = world.source.incident_of(world.src, incident)
+    if current is None:
+        return []
+    label, problems = world.source.label, []
+    sides = (("servicenow", ticket["number"], lambda name: raw_value(ticket.get(name))),
+             ("jsm", issue["key"], lambda name: flat(issue["fields"].get(name))))
+    for desk, number, read in sides:
+        mapping = mappings[desk]
+        try:
+            rows = explain(mapping, current, creating=False)
+        except MappingError as exc:
+            problems.append(f"{incident}: its {label} priority {current.priority!r} does not map to {desk}: {exc}")
+            continue
+        for row in rows:
+            if row.value is None or mapping.spec.fields[row.field].from_ not in PRIORITY_PATHS:
+                continue
+            if read(row.field) != row.value:
+                problems.append(f"{incident}: {label} priority {current.priority!r} (urgency {current.urgency!r}) "
+                                f"maps to {row.field} {row.value!r} but {number} has {read(row.field)!r}")
     return problems
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.model import Incident
 from connectors.simulator import Faults
 
 
@@ -42,6 +43,9 @@ class DemoSource:
     chat: bool = False
     trigger: Callable[..., str] | None = None   # (sim, service, title, user, urgent) -> id; default sim.trigger
     reassign: Callable[[Any, str, str, str], Any] | None = None
+    #: (REST record as the simulator shows it, connection name) -> the canonical `Incident`, through the
+    #: connector's own normaliser: what the mapping engine sees of the incident now (None: chat, no record).
+    canonical: Callable[[dict[str, Any], str], Incident] | None = None
 
     def start(self, token: str, secret: str, faults: Faults | None = None, **where: Any) -> Any:
         """Start the simulator accepting `token` and signing with `secret` (`where`: host, port, webhook_url)."""
@@ -80,6 +84,11 @@ class DemoSource:
 
     def notes(self, sim: Any, incident: str) -> list[str]:
         return [self.note_text(note) for note in sim.notes(incident)] if self.note_text else []
+
+    def incident_of(self, sim: Any, incident: str) -> Incident | None:
+        """The incident as the bridge's connector reads it from the tool now (no HTTP: the simulator's
+        REST record, normalised as the connector normalises a read); None when the tool has no record."""
+        return self.canonical(sim.incident(incident), self.slug) if self.canonical else None
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,42 @@ def _incidentio_status(incident: dict[str, Any]) -> str:
     return canonical_status(incident)
 
 
+def _pagerduty_incident(record: dict[str, Any], name: str) -> Incident:
+    from connectors.pagerduty.connector import incident_from_rest
+
+    return incident_from_rest(record, source=name)
+
+
+def _opsgenie_incident(record: dict[str, Any], name: str) -> Incident:
+    from connectors.opsgenie.connector import incident_from_rest
+
+    return incident_from_rest(record, source=name)
+
+
+def _rootly_incident(record: dict[str, Any], name: str) -> Incident:
+    from connectors.rootly.webhooks import incident_from_rootly
+
+    return incident_from_rootly(record, source=name)
+
+
+def _incidentio_incident(record: dict[str, Any], name: str) -> Incident:
+    from connectors.incidentio.webhooks import incident_from_api
+
+    return incident_from_api(record, source=name)
+
+
+def _grafana_oncall_incident(record: dict[str, Any], name: str) -> Incident:
+    from connectors.grafana_oncall.webhooks import incident_from_alert_group
+
+    return incident_from_alert_group(record, source=name)  # the demo's connection keeps severity_label "severity"
+
+
+def _squadcast_incident(record: dict[str, Any], name: str) -> Incident:
+    from connectors.squadcast.records import incident_from_rest
+
+    return incident_from_rest(record, source=name)
+
+
 _COMMON = 'webhook_secret = "file:secrets/source-webhook-secret"\napi_url = "{url}"\npoll_interval = 30\n'
 
 SOURCES: dict[str, DemoSource] = {source.slug: source for source in (
@@ -250,21 +295,26 @@ SOURCES: dict[str, DemoSource] = {source.slug: source for source in (
                note_text=lambda note: note["content"],
                trigger=lambda sim, service, title, user, urgent: sim.trigger(
                    service, title, urgency="high" if urgent else "low", user=user),
-               reassign=lambda sim, incident, to, user: sim.reassign(incident, to_user=to, user=user)),
+               reassign=lambda sim, incident, to, user: sim.reassign(incident, to_user=to, user=user),
+               canonical=_pagerduty_incident),
     DemoSource("opsgenie", "Opsgenie", _opsgenie, 'api_key = "file:secrets/source-token"\n' + _COMMON,
                status=_opsgenie_status, priorities=("P1", "P2", "P3"), note_text=lambda note: note["note"],
-               reassign=lambda sim, incident, to, user: sim.assign(incident, to_user=to, user=user)),
+               reassign=lambda sim, incident, to, user: sim.assign(incident, to_user=to, user=user),
+               canonical=_opsgenie_incident),
     DemoSource("rootly", "Rootly", _rootly, 'api_token = "file:secrets/source-token"\n' + _COMMON,
                status=_rootly_status, priorities=("SEV1", "SEV2", "SEV3"),
-               note_text=lambda event: event["attributes"]["event"]),
+               note_text=lambda event: event["attributes"]["event"], canonical=_rootly_incident),
     DemoSource("incidentio", "incident.io", _incidentio, 'api_key = "file:secrets/source-token"\n' + _COMMON,
-               status=_incidentio_status, priorities=("Critical", "Major", "Minor"), make_secret=_svix_secret),
+               status=_incidentio_status, priorities=("Critical", "Major", "Minor"), make_secret=_svix_secret,
+               canonical=_incidentio_incident),
     DemoSource("grafana_oncall", "Grafana OnCall", _grafana_oncall,
                'api_token = "file:secrets/source-token"\n' + _COMMON, status=_grafana_oncall_status,
-               priorities=("critical", "warning", "info"), note_text=lambda note: note["text"]),
+               priorities=("critical", "warning", "info"), note_text=lambda note: note["text"],
+               canonical=_grafana_oncall_incident),
     DemoSource("squadcast", "Squadcast", _squadcast, 'refresh_token = "file:secrets/source-token"\n' + _COMMON,
                status=_squadcast_status, priorities=("P1", "P2", "P3"), note_text=lambda note: note["message"],
-               reassign=lambda sim, incident, to, user: sim.reassign(incident, to_user=to, user=user)),
+               reassign=lambda sim, incident, to, user: sim.reassign(incident, to_user=to, user=user),
+               canonical=_squadcast_incident),
     SlackDemo("slack", "Slack", _slack,
               'bot_token = "file:secrets/source-token"\nsigning_secret = "file:secrets/source-webhook-secret"\n'
               'api_url = "{url}"\ncapture = "all"\npoll_interval = 30\nrate_limit_per_minute = 600\n',

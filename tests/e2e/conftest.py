@@ -6,9 +6,12 @@ and referenced as ``file:`` so the same config also works for a daemon started a
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -115,3 +118,40 @@ def running(world: World) -> Iterator[tuple[World, Runtime, Daemon]]:
     finally:
         daemon.stop()
         runtime.store.dispose()
+
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def chaos(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/chaos.py as a module (its siblings import each other as top-level modules, as when run)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("chaos")
+
+
+@dataclass
+class QuietChaos:
+    """bench/chaos.py's world (the source tool and both desks) with its faults off, and a runtime on it."""
+
+    world: Any
+    runtime: Runtime
+
+
+@pytest.fixture
+def quiet_chaos(chaos: ModuleType, tmp_path: Path) -> Iterator[QuietChaos]:
+    world = chaos.start_world(chaos.write_secrets(tmp_path), seed=3)
+    for simulator in world.simulators():
+        simulator.faults.configure(server_error_rate=0, rate_limit_rate=0, reset_rate=0, slow_rate=0)
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    store = chaos.prepare_store(url, reset=False)
+    path = tmp_path / "config.toml"
+    path.write_text(chaos.CONFIG.format(database_url=url, port=8080, rate=6000, sn_url=world.sn.url,
+                                        jsm_url=world.jsm.url,
+                                        source_block=world.source.connection.format(url=world.src.url)))
+    try:
+        yield QuietChaos(world, Runtime.build(load_config(path), store=store))
+    finally:
+        store.dispose()
+        for simulator in world.simulators():
+            simulator.stop()

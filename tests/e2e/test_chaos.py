@@ -6,29 +6,19 @@ from __future__ import annotations
 
 import importlib
 import json
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 from sqlalchemy import text
 
-from bridge.config import load_config
 from bridge.daemon import sync_once
 from bridge.demo_scenario import DESK_AGENT, JSM_AGENT, Scenario, convergence_problems
-from bridge.runtime import Runtime
 from bridge.store import Store
 from tests.conftest import DATABASE_URL, wait_until
+from tests.e2e.conftest import QuietChaos
 
 pytestmark = pytest.mark.e2e
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 CLEAN = "lost=0 duplicates=0 diverged=0 audit=ok"
-
-
-@pytest.fixture
-def chaos(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """bench/chaos.py as a module (its siblings import each other as top-level modules, as when run)."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    return importlib.import_module("chaos")
 
 
 def run_bench(chaos: ModuleType, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
@@ -65,37 +55,24 @@ def test_postgresql_two_replicas_one_killed_twice_lose_and_duplicate_nothing(
 
 
 def test_the_judge_counts_a_duplicate_note_a_lost_comment_a_diverged_state_and_a_bad_audit_entry(
-        chaos: ModuleType, tmp_path: Path) -> None:
+        quiet_chaos: QuietChaos) -> None:
     judge = importlib.import_module("chaos_judge").judge
-    world = chaos.start_world(chaos.write_secrets(tmp_path), seed=3)
-    for simulator in world.simulators():
-        simulator.faults.configure(server_error_rate=0, rate_limit_rate=0, reset_rate=0, slow_rate=0)
-    url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    store = chaos.prepare_store(url, reset=False)
-    path = tmp_path / "config.toml"
-    path.write_text(chaos.CONFIG.format(database_url=url, port=8080, rate=6000, sn_url=world.sn.url,
-                                        jsm_url=world.jsm.url,
-                                        source_block=world.source.connection.format(url=world.src.url)))
-    runtime = Runtime.build(load_config(path), store=store)
-    try:
-        incident = world.source.open(world.src, "Payments API", "Checkout errors", "alice", True)
-        world.src.add_note(incident, "Rolled back the deploy", user="alice")
-        scenario = Scenario(incidents=[incident], responder_notes={incident: ["Rolled back the deploy"]})
-        wait_until(lambda: sync_once(runtime).ok and not convergence_problems(world, runtime, scenario),
-                   timeout=30, message="the incident on both desks")
-        assert judge(world, scenario, store).line() == CLEAN
+    world, runtime = quiet_chaos.world, quiet_chaos.runtime
+    store = runtime.store
+    incident = world.source.open(world.src, "Payments API", "Checkout errors", "alice", True)
+    world.src.add_note(incident, "Rolled back the deploy", user="alice")
+    scenario = Scenario(incidents=[incident], responder_notes={incident: ["Rolled back the deploy"]})
+    wait_until(lambda: sync_once(runtime).ok and not convergence_problems(world, runtime, scenario),
+               timeout=30, message="the incident on both desks")
+    assert judge(world, scenario, store).line() == CLEAN
 
-        ticket, issue = world.sn_tickets(incident)[0], world.jsm_issues(incident)[0]
-        world.sn.desk_comment(ticket["sys_id"], "Rolled back the deploy", user=DESK_AGENT, work_note=True)
-        world.jsm.desk_transition(issue["key"], "Resolve", user=JSM_AGENT)
-        scenario.desk_comments[incident] = ["Customer confirms the fix"]  # said to be written, never was
-        with store.engine.begin() as connection:
-            connection.execute(text("UPDATE audit SET data = replace(data, 'pagerduty', 'pagerdutY') WHERE seq = 2"))
-        verdict = judge(world, scenario, store)
-    finally:
-        store.dispose()
-        for simulator in world.simulators():
-            simulator.stop()
+    ticket, issue = world.sn_tickets(incident)[0], world.jsm_issues(incident)[0]
+    world.sn.desk_comment(ticket["sys_id"], "Rolled back the deploy", user=DESK_AGENT, work_note=True)
+    world.jsm.desk_transition(issue["key"], "Resolve", user=JSM_AGENT)
+    scenario.desk_comments[incident] = ["Customer confirms the fix"]  # said to be written, never was
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE audit SET data = replace(data, 'pagerduty', 'pagerdutY') WHERE seq = 2"))
+    verdict = judge(world, scenario, store)
     assert verdict.line().startswith("lost=1 duplicates=1 diverged=1 audit=bad seq 2"), verdict.as_dict()
     copies = f"{incident}: responder note 'Rolled back the deploy' in {ticket['number']} journal: 2 copies"
     assert verdict.duplicates == [copies]

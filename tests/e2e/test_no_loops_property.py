@@ -37,9 +37,9 @@ def world(desks: Desks) -> Iterator[tuple[Desks, Runtime]]:  # noqa: F811
     runtime.store.dispose()
 
 
-def act(desks: Desks, runtime: Runtime, incident: str, action: tuple[str, str | None], step: int) -> None:
+def act(sides: Desks, runtime: Runtime, incident: str, action: tuple[str, str | None], step: int) -> None:
     name, value = action
-    pd, sn, jsm = desks.pd, desks.sn, desks.jsm
+    pd, sn, jsm = sides.pd, sides.sn, sides.jsm
     status = pd.incident(incident)["status"]
     tickets, issues = sn.find_by_correlation(f"pagerduty:{incident}"), jsm.find_by_correlation(f"pagerduty:{incident}")
     ticket, issue = (tickets or [None])[0], (issues or [None])[0]
@@ -92,18 +92,18 @@ def settle_quietly(runtime: Runtime) -> None:
 @given(actions=st.lists(ACTIONS, min_size=3, max_size=12))
 def test_any_interleaving_goes_quiet_and_converges(world: tuple[Desks, Runtime],
                                                    actions: list[tuple[str, str | None]]) -> None:
-    desks, runtime = world
-    incident = desks.pd.trigger("Search", "Property test", user="alice", priority="P3")
+    sides, runtime = world
+    incident = sides.pd.trigger("Search", "Property test", user="alice", priority="P3")
     sync_once(runtime)
     for step, action in enumerate(actions):
-        act(desks, runtime, incident, action, step)
+        act(sides, runtime, incident, action, step)
     settle_quietly(runtime)
 
     assert runtime.store.count(DeadLetter) == 0
-    tickets = desks.sn.find_by_correlation(f"pagerduty:{incident}")
-    issues = desks.jsm.find_by_correlation(f"pagerduty:{incident}")
+    tickets = sides.sn.find_by_correlation(f"pagerduty:{incident}")
+    issues = sides.jsm.find_by_correlation(f"pagerduty:{incident}")
     assert len(tickets) == 1 and len(issues) == 1
-    pd_incident = desks.pd.incident(incident)
+    pd_incident = sides.pd.incident(incident)
     status = pd_incident["status"]
     priority = (pd_incident.get("priority") or {}).get("name")
     assert tickets[0]["state"] in SN_STATE[status], (status, tickets[0]["state"], actions)
@@ -111,7 +111,7 @@ def test_any_interleaving_goes_quiet_and_converges(world: tuple[Desks, Runtime],
     assert tickets[0]["urgency"] == SN_URGENCY[priority], (priority, tickets[0]["urgency"], actions)
     assert issues[0]["fields"]["priority"]["name"] == JSM_PRIORITY[priority], (priority, actions)
     # Every desk comment reached the responders exactly once; no note was bounced back and forth.
-    notes = [note["content"] for note in desks.pd.notes(incident)]
+    notes = [note["content"] for note in sides.pd.notes(incident)]
     for action_index, (name, _value) in enumerate(actions):
         if name in ("sn_comment", "jsm_comment"):
             text = f"{'desk' if name == 'sn_comment' else 'product'} step {action_index}"

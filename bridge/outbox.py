@@ -157,9 +157,10 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
         if existing is not None:
             if fields.get(_notes_field(runtime, op)) and connector.has_note(existing.id, tag):
                 fields.pop(_notes_field(runtime, op))
+            conflicts = _desk_decisions(runtime, connector, op, existing.id, fields)
             connector.update(existing.id, fields)
             runtime.metrics.duplicates_prevented.labels(op.connection).inc(0 if retrying else 1)
-            return {"record": existing, "fields": payload["fields"], "found_existing": True}
+            return {"record": existing, "fields": payload["fields"], "found_existing": True, "conflicts": conflicts}
         ref = connector.create(fields, correlation_id=link.correlation_id)
         _remote_link(runtime, connector, ref.id, link)
         return {"record": ref, "fields": payload["fields"], "found_existing": False}
@@ -269,6 +270,30 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
                           "winner": "desk", "source_at": format_time(source_at),
                           "desk_at": format_time(current.updated_at)})
     return conflicts, current
+
+
+def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record_id: str,
+                    fields: dict[str, str]) -> list[dict[str, Any]]:
+    """The state and two-way fields an existing ticket shows otherwise than this create would set them,
+    taken out of `fields` so the create does not write over them, each as a decision for the audit trail.
+
+    The ticket was found rather than created: an earlier try whose answer was lost, or one made before
+    this store. A desk agent may have acted on it meanwhile, while the bridge could not yet tell the
+    ticket was linked (so that desk change was not taken in); it stands, and the ticket is read again
+    after the link is made (see `_record_success`) so the decision flows back like any other.
+    """
+    route = runtime.route(op.route)
+    if route is None:
+        return []
+    guarded = [name for name in fields if name == route.mapping.back.state_field
+               or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
+    if not guarded:
+        return []
+    current = connector.get(record_id)
+    return [{"field": name, "source_value": fields.pop(name), "desk_value": current.fields[name], "winner": "desk",
+             "desk_at": format_time(current.updated_at), "reason": "the ticket was found, not created, and "
+             "the desk had changed it"}
+            for name in guarded if name in current.fields and current.fields[name] != fields[name]]
 
 
 def _prompt(session: Any) -> Any:

@@ -9,16 +9,19 @@ with its answer lost, searches by correlation id first; so does every create wit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
+from sqlmodel import Session, select
 
 from bridge.daemon import Daemon
 from bridge.runtime import Runtime
 from bridge.status import queue_depths
+from bridge.store import AuditEntry
 from tests.conftest import wait_until
 from tests.e2e.conftest import World
 
@@ -104,3 +107,39 @@ def test_always_searches_before_every_create_when_configured(world: World) -> No
     finally:
         running.stop()
         runtime.store.dispose()
+
+
+class DeskResolvesBeforeTheAnswerArrives(LosesTheFirstCreateAnswer):
+    """The first create lands and its answer is lost; before the bridge tries again, an agent resolves it."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.world = world
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if request.method == "POST" and not self.lost:
+            response = HTTPAdapter.send(self, request, **kwargs)
+            self.lost += 1
+            sys_id = response.json()["result"]["sys_id"]
+            self.world.sn.desk_update(sys_id, {"state": "6", "close_code": "Workaround provided",
+                                               "close_notes": "Known issue, fixed by a restart"}, user="desk.agent")
+            raise requests.ConnectionError("connection reset by peer (after the desk had written)", request=request)
+        return super().send(request, **kwargs)
+
+
+def test_a_desk_decision_on_a_ticket_whose_create_answer_was_lost_stands_and_flows_back(
+        world: World, daemon: tuple[Runtime, Daemon]) -> None:
+    """The retry finds the ticket; it must not write its creation state over the agent's resolve (which
+    the bridge could not yet tell was about a linked ticket), and the resolve must reach the responders."""
+    runtime, _ = daemon
+    wire = DeskResolvesBeforeTheAnswerArrives(world)
+    runtime.connectors["servicenow"].session.mount("http://", wire)
+    incident = world.pd.trigger("Search", "Index lag", user="alice")
+    (ticket,) = synced(world, runtime, incident)
+    assert wire.lost == 1
+    wait_until(lambda: world.pd.incident(incident)["status"] == "resolved", message="the desk's resolve in PagerDuty")
+    assert world.sn.record(ticket["sys_id"])["state"] == "6"
+    with Session(runtime.store.engine) as session:
+        decided = [json.loads(data) for data in session.exec(select(AuditEntry.data)
+                                                             .where(AuditEntry.kind == "conflict.decided"))]
+    assert [(entry["field"], entry["desk_value"], entry["winner"]) for entry in decided] == [("state", "6", "desk")]

@@ -335,8 +335,11 @@ def _queue(runtime: Runtime, session: Session, route: Route, link: Link, plan: P
     for index, op in enumerate(plan.ops):
         connection = route.target if op.side == "target" else route.source
         key = f"{route.name}:{link.id}:{row.connection}:{row.event_id}:{index}"
+        payload = op.payload
+        if op.op == "refresh":  # when the snapshot that asks for it was read (see outbox._refresh)
+            payload = {**payload, "observed": format_time(_aware(row.observed_at))}
         queue_op(runtime, session, key=key, route=route.name, link=link, connection=connection, side=op.side,
-                 op=op.op, payload=op.payload)
+                 op=op.op, payload=payload)
 
 
 def _feed_timelines(runtime: Runtime, session: Session, change: Change, results: list[dict[str, Any]],

@@ -183,7 +183,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
                 with _prompt(connector.session) if read is not None else nullcontext():
                     answer = connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
-        return {"fields": sent, "conflicts": conflicts, "answer": answer}
+        return {"fields": sent, "conflicts": conflicts, **_answered(runtime, answer)}
     if op.op == "raise":
         ref = connector.find_incident(payload["incident_key"]) or connector.create_incident(
             title=payload["title"], service_id=payload["service_id"], urgency=payload["urgency"],
@@ -215,7 +215,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
         record = link.source_id if op.side == "source" else link.target_id
         if not (retrying and connector.has_note(record, tag)):  # type: ignore[arg-type]
             answer = connector.add_note(record, f"{payload['text']} {tag}")  # type: ignore[arg-type]
-        return {"answer": answer} if op.side == "target" else {}
+        return _answered(runtime, answer) if op.side == "target" else {}
     raise PermanentError(f"unknown op {op.op!r}", connection=op.connection)
 
 
@@ -272,6 +272,11 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
     return conflicts, current
 
 
+def _answered(runtime: Runtime, answer: Ticket | None) -> dict[str, Any]:
+    """The record a desk answered a write with, and when the answer came (what a refresh may rely on)."""
+    return {"answer": answer, "answered_at": format_time(runtime.clock())} if answer is not None else {}
+
+
 def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record_id: str,
                     fields: dict[str, str]) -> list[dict[str, Any]]:
     """The state and two-way fields an existing ticket shows otherwise than this create would set them,
@@ -315,9 +320,14 @@ def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
 
     When the desk answered the bridge's last write with the record (`Link.target_answer`), that answer
     is such a read, made at the moment of the write: no call is needed. A later desk change comes with
-    a later poll or webhook, which the write does not make stale. Whether the desk was called."""
-    if link.target_answer and link.target_written_at is not None:
-        ticket, observed, called = Ticket.from_dict(json.loads(link.target_answer)), link.target_written_at, False
+    a later poll or webhook, which the write does not make stale. Only a snapshot read before the answer
+    came is settled so: one read after it (before the write was recorded) may hold a newer desk change,
+    and the ticket is read. Whether the desk was called."""
+    answer = json.loads(link.target_answer) if link.target_answer else None
+    snapshot_read = parse_time(json.loads(op.payload).get("observed"))
+    answered = parse_time(answer["at"]) if answer else None
+    if answer and answered and snapshot_read and snapshot_read <= answered and link.target_written_at is not None:
+        ticket, observed, called = Ticket.from_dict(answer["ticket"]), link.target_written_at, False
     else:
         observed, called = runtime.clock(), True
         ticket = connector.get(link.target_id)  # type: ignore[arg-type]
@@ -368,7 +378,8 @@ def _record_success(runtime: Runtime, op: OutboxOp, result: dict[str, Any], *, s
         if op.side == "target" and op.op != "refresh":
             link.target_written_at = runtime.clock()
             answer = result.get("answer")
-            link.target_answer = dumps(answer.to_dict()) if answer is not None else None
+            link.target_answer = dumps({"at": result["answered_at"], "ticket": answer.to_dict()}) \
+                if answer is not None else None
         written = {"status": result["status"]} if op.op == "transition" else result.get("source_fields") or {}
         if op.side == "source" and written:
             # Remember what the bridge set on the source, so the source's own event about it is an echo.

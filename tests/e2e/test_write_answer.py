@@ -61,7 +61,7 @@ def test_a_poll_older_than_the_bridges_own_state_write_is_settled_without_readin
     assert world.sn.record(sys_id)["state"] == "2"
     with Session(runtime.store.engine) as session:
         link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
-        assert json.loads(link.target_answer or "{}")["fields"]["state"] == "2"  # the PATCH's answer
+        assert json.loads(link.target_answer or "{}")["ticket"]["fields"]["state"] == "2"  # the PATCH's answer
 
     world.sn.calls.reset()
     store_changes(runtime, [change], observed_at=observed)
@@ -95,3 +95,4 @@ def test_after_a_write_the_desk_did_not_answer_with_the_record_a_refresh_still_r
 
     assert world.sn.calls.snapshot().get(TICKET_READ, 0) == 1
     assert world.pd.incident(incident)["status"] == "acknowledged"
+

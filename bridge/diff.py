@@ -191,17 +191,18 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
     # source change overwrote it): last written by the integration user, holding what the bridge wrote.
     own_write = bool(integration_user) and ticket.updated_by == integration_user \
         and state == (target_written or {}).get(back.state_field)
-    if state is not None and previous is not None and state != previous and not own_write:
-        if stale:
-            # Maybe a desk decision, maybe the state before our own write: read the ticket again.
-            # Even when the bridge wrote last: a desk decision made just before that write shows in the
-            # same snapshot with the bridge as its last writer, and the next poll may never read it again.
-            ops.append(PlannedOp("target", "refresh",
-                                 {"reason": f"state {state} read before the bridge's last write"}))
-        else:
-            status = _back_status(back, state=state, previous=previous, source_status=source_status)
-            if status:
-                ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
+    state_moved = state is not None and previous is not None and state != previous and not own_write
+    if stale and (state_moved or _two_way_moved(back, ticket=ticket, target_seen=target_seen)):
+        # Maybe a desk decision, maybe the value before our own write: read the ticket again. Even when
+        # the bridge wrote last: a desk decision made just before that write shows in the same snapshot
+        # with the bridge as its last writer, and the next poll may never read it again. The same holds
+        # for a two-way field ([routes.back.fields]) the desk shows otherwise than the bridge last saw.
+        what = f"state {state}" if state_moved else "a two-way field"
+        ops.append(PlannedOp("target", "refresh", {"reason": f"{what} read before the bridge's last write"}))
+    elif state_moved:
+        status = _back_status(back, state=state, previous=previous, source_status=source_status)  # type: ignore[arg-type]
+        if status:
+            ops.append(PlannedOp("source", "transition", {"status": status, "desk_state": state}))
     if not stale:
         ops += _reassignment(back, ticket=ticket, target_seen=target_seen)
     if not stale and source is not None:
@@ -234,6 +235,15 @@ def _reassignment(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str]) 
         return [PlannedOp("source", "escalate", {"desk_value": value})]
     shown = ticket.display.get(back.assignment_field) or value  # the group's name, not its sys_id
     return [PlannedOp("source", "note", {"text": f"{ticket.number} was reassigned on the desk to {shown or '(nobody)'}"})]
+
+
+def _two_way_moved(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str]) -> bool:
+    """Whether a field that flows back (``[routes.back.fields]``) differs from what the bridge last saw."""
+    for rule in back.fields.values():
+        value, seen = ticket.fields.get(rule.from_), target_seen.get(rule.from_)
+        if value is not None and seen is not None and value != seen:
+            return True
+    return False
 
 
 def _back_fields(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str], source: Incident,

@@ -51,3 +51,20 @@ def test_without_a_known_integration_user_every_stale_state_is_read_again(mappin
                             target_seen={"state": "2"}, seen_entries=[], source_status="acknowledged",
                             integration_user=None, stale=True)
     assert [op.op for op in plan.ops] == ["refresh", "note"]
+
+
+def test_a_stale_snapshot_showing_another_two_way_value_is_read_again() -> None:
+    """A desk edit of a field that flows back ([routes.back.fields]) seen in a snapshot read before the
+    bridge's own last write: maybe the desk's, maybe the value before that write; only a read can tell."""
+    spec = load_preset("pagerduty-servicenow")
+    spec["back"] = {**spec.get("back", {}), "fields": {"priority": {"from": "urgency", "map": {"1": "P1", "3": "P5"}}}}
+    two_way = compile_mapping("pd-sn-two-way", MappingSpec.model_validate(spec))
+    ticket = Ticket(connection="servicenow", id="sys1", number="INC0010001", url="https://x/INC0010001",
+                    fields={"state": "2", "urgency": "3"}, updated_at=T0, updated_by="desk.agent")
+    plan = plan_desk_change(two_way, ticket=ticket, entries=(), target_seen={"state": "2", "urgency": "1"},
+                            seen_entries=[], source_status="acknowledged", integration_user="itsm.bridge", stale=True)
+    assert [(op.op, op.payload["reason"]) for op in plan.ops] == [
+        ("refresh", "a two-way field read before the bridge's last write")]
+    fresh = plan_desk_change(two_way, ticket=ticket, entries=(), target_seen={"state": "2", "urgency": "1"},
+                             seen_entries=[], source_status="acknowledged", integration_user="itsm.bridge")
+    assert "refresh" not in [op.op for op in fresh.ops]

@@ -5,6 +5,7 @@ the ticket again; where no answer was kept, the ticket is read as before."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from collections.abc import Iterator
 
 import pytest
@@ -12,10 +13,11 @@ from sqlmodel import Session, select
 
 from bridge.daemon import sync_once, work_until_idle
 from bridge.ingest import poll_connection, store_changes
-from bridge.model import Change
+from bridge.model import Change, parse_time
 from bridge.runtime import Runtime
 from bridge.store import AuditEntry, Link, OutboxOp
 from tests.e2e.conftest import World
+from tests.e2e.test_two_way import SN_TWO_WAY
 
 pytestmark = pytest.mark.e2e
 TICKET_READ = "GET /api/now/table/incident/{sys_id}"
@@ -96,3 +98,34 @@ def test_after_a_write_the_desk_did_not_answer_with_the_record_a_refresh_still_r
     assert world.sn.calls.snapshot().get(TICKET_READ, 0) == 1
     assert world.pd.incident(incident)["status"] == "acknowledged"
 
+
+
+def test_a_poll_read_after_the_answer_but_before_the_write_was_recorded_still_reads_the_ticket(
+        world: World) -> None:
+    """Between the desk's answer and the bridge recording its write (a wait for the store's write lock),
+    an agent may change a two-way field and a poll may read it: the answer does not hold that change,
+    so the ticket is read, and the change reaches the source."""
+    world.config_path.write_text(world.config_path.read_text() + SN_TWO_WAY)
+    runtime = world.runtime()
+    try:
+        incident = world.pd.trigger("Identity", "Login latency", urgency="high", user="carol", priority="P3")
+        assert sync_once(runtime).ok
+        (ticket,) = world.tickets(incident)
+        sys_id = ticket["sys_id"]
+        world.pd.acknowledge(incident, user="carol")
+        then_the_bridge_writes(runtime)
+        with runtime.store.transaction() as session:  # the write was recorded two seconds after its answer
+            link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
+            answer = json.loads(link.target_answer or "{}")
+            answered = parse_time(answer["at"]) - timedelta(seconds=2)  # type: ignore[operator]
+            link.target_answer = json.dumps({**answer, "at": answered.isoformat()})
+            session.add(link)
+        world.sn.desk_update(sys_id, {"urgency": "3"}, user="desk.agent")  # meanwhile, at the desk
+        change, _ = stale_poll(world, runtime, sys_id)
+
+        store_changes(runtime, [change], observed_at=answered + timedelta(seconds=1))  # read in between
+        work_until_idle(runtime)
+
+        assert world.pd.incident(incident)["priority"]["name"] == "P5"  # the desk's urgency was not lost
+    finally:
+        runtime.store.dispose()

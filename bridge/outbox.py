@@ -15,7 +15,7 @@ import logging
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -323,11 +323,10 @@ def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
     a later poll or webhook, which the write does not make stale. Only a snapshot read before the answer
     came is settled so: one read after it (before the write was recorded) may hold a newer desk change,
     and the ticket is read. Whether the desk was called."""
-    answer = json.loads(link.target_answer) if link.target_answer else None
+    answered, ticket = _kept_answer(link)
     snapshot_read = parse_time(json.loads(op.payload).get("observed"))
-    answered = parse_time(answer["at"]) if answer else None
-    if answer and answered and snapshot_read and snapshot_read <= answered and link.target_written_at is not None:
-        ticket, observed, called = Ticket.from_dict(answer["ticket"]), link.target_written_at, False
+    if ticket and answered and snapshot_read and snapshot_read <= answered and link.target_written_at is not None:
+        observed, called = link.target_written_at, False
     else:
         observed, called = runtime.clock(), True
         ticket = connector.get(link.target_id)  # type: ignore[arg-type]
@@ -335,6 +334,17 @@ def _refresh(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link) -
                     record_id=ticket.id, occurred_at=ticket.updated_at, ticket=ticket, via="refresh")
     store_changes(runtime, [change], observed_at=observed)
     return called
+
+
+def _kept_answer(link: Link) -> tuple[datetime | None, Ticket | None]:
+    """When the desk answered the last write, and the ticket it answered with; (None, None) when no answer
+    was kept or it cannot be read (then the ticket is simply read again)."""
+    try:
+        answer = json.loads(link.target_answer) if link.target_answer else None
+        return (parse_time(answer["at"]), Ticket.from_dict(answer["ticket"])) if answer else (None, None)
+    except (KeyError, TypeError, ValueError):
+        log.warning("link %s: the desk's kept answer cannot be read; reading the ticket instead", link.id)
+        return None, None
 
 
 def _notes_field(runtime: Runtime, op: OutboxOp) -> str:

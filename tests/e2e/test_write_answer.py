@@ -15,7 +15,7 @@ from bridge.daemon import sync_once, work_until_idle
 from bridge.ingest import poll_connection, store_changes
 from bridge.model import Change, parse_time
 from bridge.runtime import Runtime
-from bridge.store import AuditEntry, Link, OutboxOp
+from bridge.store import AuditEntry, DeadLetter, Link, OutboxOp
 from tests.e2e.conftest import World
 from tests.e2e.test_two_way import SN_TWO_WAY
 
@@ -129,3 +129,23 @@ def test_a_poll_read_after_the_answer_but_before_the_write_was_recorded_still_re
         assert world.pd.incident(incident)["priority"]["name"] == "P5"  # the desk's urgency was not lost
     finally:
         runtime.store.dispose()
+
+
+def test_an_unreadable_kept_answer_is_never_a_dead_letter_the_ticket_is_read_instead(
+        world: World, runtime: Runtime) -> None:
+    incident, sys_id = ticket_for(world, runtime, "Payments API", "Refund failures", "dave")
+    change, observed = stale_poll(world, runtime, sys_id)
+    world.pd.acknowledge(incident, user="dave")
+    then_the_bridge_writes(runtime)
+    with runtime.store.transaction() as session:  # e.g. written in another shape by another version
+        link = session.exec(select(Link).where(Link.target_id == sys_id)).one()
+        link.target_answer = json.dumps({"fields": {"state": "2"}})
+        session.add(link)
+
+    world.sn.calls.reset()
+    store_changes(runtime, [change], observed_at=observed)
+    work_until_idle(runtime)
+
+    assert world.sn.calls.snapshot().get(TICKET_READ, 0) == 1
+    with Session(runtime.store.engine) as session:
+        assert session.exec(select(DeadLetter)).all() == []

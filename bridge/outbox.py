@@ -283,7 +283,9 @@ def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record
     taken out of `fields` so the create does not write over them, each as a decision for the audit trail.
 
     The ticket was found rather than created: an earlier try whose answer was lost, or one made before
-    this store. A desk agent may have acted on it meanwhile, while the bridge could not yet tell the
+    this store. Values count as the desk's only when someone else than the bridge changed the ticket
+    last (a new JSM issue shows its workflow's initial status, which is no decision). A desk agent may
+    have acted on it meanwhile, while the bridge could not yet tell the
     ticket was linked (so that desk change was not taken in); it stands, and the ticket is read again
     after the link is made (see `_record_success`) so the decision flows back like any other.
     """
@@ -295,6 +297,9 @@ def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record
     if not guarded:
         return []
     current = connector.get(record_id)
+    integration_user = runtime.integration_user(op.connection)
+    if integration_user is None or current.updated_by in (None, integration_user):
+        return []  # the bridge wrote it last (a desk's initial status, its own moves): no desk decision
     return [{"field": name, "source_value": fields.pop(name), "desk_value": current.fields[name], "winner": "desk",
              "desk_at": format_time(current.updated_at), "reason": "the ticket was found, not created, and "
              "the desk had changed it"}

@@ -19,7 +19,7 @@ from connectors.jsm.simulator import JsmSimulator
 from connectors.pagerduty.simulator import PagerDutySimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 from connectors.simulator import Faults, free_port
-from tests.conftest import database_url, fresh_store
+from tests.conftest import database_url, fresh_store, wait_until
 from tests.e2e.conftest import PASSWORD, SECRET, TOKEN, USER, write_config
 
 pytestmark = pytest.mark.e2e
@@ -245,3 +245,23 @@ def test_jsm_webhook_reaches_pagerduty_and_escalation_works(desks: Desks, tmp_pa
     runtime.connectors["pagerduty"].escalate(other)  # type: ignore[attr-defined]
     assert desks.pd.account.get(other).escalation_level == 2  # PagerDuty REST does not show the level
     runtime.store.dispose()
+
+
+def test_a_found_jsm_issue_in_its_initial_status_is_moved_on_not_taken_for_a_desk_decision(desks: Desks) -> None:
+    """The create's answer is lost and the retry finds the issue: its "To Do" is the workflow's initial
+    status the bridge itself got, not an agent's decision, so the acknowledge still moves it on."""
+    from tests.e2e.test_find_before_create import LosesTheFirstCreateAnswer
+
+    runtime = desks.runtime()
+    try:
+        wire = LosesTheFirstCreateAnswer()
+        runtime.connectors["jsm"].session.mount("http://", wire)
+        incident = desks.pd.trigger("Search", "Index lag", urgency="high", user="alice")
+        desks.pd.acknowledge(incident, user="alice")
+        wait_until(lambda: sync_once(runtime).ok and wire.lost
+                   and desks.issue(incident)["fields"]["status"]["name"] == "In Progress",
+                   message="the found issue moved to In Progress")
+        with Session(runtime.store.engine) as session:
+            assert session.exec(select(AuditEntry).where(AuditEntry.kind == "conflict.decided")).all() == []
+    finally:
+        runtime.store.dispose()

@@ -61,6 +61,9 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
                 # Another replica holds (or just finished) this event: its record's later events wait for
                 # the next pass, so one record's events are never processed out of order.
                 blocked.add(record_key)
+        except NotYetLinked as exc:  # its ticket's create is in flight: take it in once the link is made
+            log.debug("inbox event %s waits: %s", event_id, exc)
+            blocked.add(record_key)
         except MappingError as exc:  # an admin's to fix: say what, no traceback
             log.error("inbox event %s dead-lettered: %s", event_id, exc)
             _dead_letter_event(runtime, event_id, exc)
@@ -72,6 +75,11 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
             blocked.add(record_key)
             processed += 1
     return processed
+
+
+class NotYetLinked(Exception):
+    """A desk change about a ticket the bridge created but has not recorded yet (its create's answer is on
+    the way, or was lost and the create will be retried): it waits instead of being ignored."""
 
 
 def _locked(runtime: Runtime, query: Any) -> Any:
@@ -206,6 +214,11 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
     links = session.exec(_locked(runtime, select(Link).where(Link.target_connection == change.connection,
                                                              Link.target_id == ticket.id))).all()
     if not links:
+        correlation = ticket.fields.get("correlation_id")
+        if correlation and session.exec(select(Link.id).where(
+                Link.target_connection == change.connection, Link.correlation_id == correlation,
+                Link.target_id.is_(None))).first() is not None:  # type: ignore[union-attr]
+            raise NotYetLinked(f"{ticket.number} carries {correlation}, whose create is not recorded yet")
         raised = [_raise_from_desk(runtime, session, route, change, row) for route in runtime.routes
                   if route.enabled and route.target == change.connection and route.raises(ticket.fields)]
         return raised or [{"route": "-", "decision": "ignored", "reason": f"ticket {ticket.number} is not linked"}]

@@ -18,7 +18,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from sqlmodel import Session, select
 
-from bridge.daemon import Daemon
+from bridge.daemon import Daemon, sync_once
+from bridge.engine import process_inbox
+from bridge.ingest import poll_connection
 from bridge.runtime import Runtime
 from bridge.status import queue_depths
 from bridge.store import AuditEntry
@@ -143,3 +145,36 @@ def test_a_desk_decision_on_a_ticket_whose_create_answer_was_lost_stands_and_flo
         decided = [json.loads(data) for data in session.exec(select(AuditEntry.data)
                                                              .where(AuditEntry.kind == "conflict.decided"))]
     assert [(entry["field"], entry["desk_value"], entry["winner"]) for entry in decided] == [("state", "6", "desk")]
+
+
+class DeskActsBeforeTheCreateIsRecorded(HTTPAdapter):
+    """The create lands; before its answer reaches the bridge, an agent resolves the ticket and a desk poll
+    is taken in (the bridge cannot tell yet which incident the ticket belongs to)."""
+
+    def __init__(self, world: World, runtime: Runtime) -> None:
+        super().__init__()
+        self.world, self.runtime, self.done = world, runtime, False
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = super().send(request, **kwargs)
+        if request.method == "POST" and not self.done:
+            self.done = True
+            self.world.sn.desk_update(response.json()["result"]["sys_id"], {
+                "state": "6", "close_code": "Workaround provided", "close_notes": "Fixed by a restart"},
+                user="desk.agent")
+            poll_connection(self.runtime, "servicenow")
+            process_inbox(self.runtime)
+        return response
+
+
+def test_a_desk_change_seen_before_the_create_is_recorded_waits_for_the_link_and_flows_back(world: World) -> None:
+    runtime = world.runtime()
+    try:
+        wire = DeskActsBeforeTheCreateIsRecorded(world, runtime)
+        runtime.connectors["servicenow"].session.mount("http://", wire)
+        incident = world.pd.trigger("Search", "Index lag", user="alice")
+        wait_until(lambda: sync_once(runtime).ok and world.pd.incident(incident)["status"] == "resolved",
+                   message="the desk's resolve in PagerDuty")
+        assert wire.done and len(world.tickets(incident)) == 1
+    finally:
+        runtime.store.dispose()

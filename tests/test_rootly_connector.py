@@ -172,9 +172,8 @@ def test_rest_resource_normalises_like_the_webhook_shape() -> None:
 
 
 # -- REST calls -------------------------------------------------------------------------------------
-@responses.activate
-def test_poll_pages_by_number_filters_on_updated_at_and_reads_notes() -> None:
-    pages = [fixture("rest_incidents_page1.json"), fixture("rest_incidents_page2.json")]
+def serve_incident_pages(pages: list[dict]) -> list[dict]:
+    """Answer ``GET /v1/incidents`` with `pages` by ``page[number]``; the queries asked, in order."""
     seen: list[dict] = []
 
     def page(request):  # type: ignore[no-untyped-def]
@@ -183,6 +182,13 @@ def test_poll_pages_by_number_filters_on_updated_at_and_reads_notes() -> None:
         return 200, {}, json.dumps(pages[int(query["page[number]"][0]) - 1])
 
     responses.add_callback(responses.GET, f"{API}/v1/incidents", callback=page)
+    return seen
+
+
+@responses.activate
+def test_poll_pages_by_number_filters_on_updated_at_and_reads_notes() -> None:
+    pages = [fixture("rest_incidents_page1.json"), fixture("rest_incidents_page2.json")]
+    seen = serve_incident_pages(pages)
     responses.add(responses.GET, f"{API}/v1/incidents/{INCIDENT_ID}/events", json=fixture("rest_events.json"))
     responses.add(responses.GET, f"{API}/v1/incidents/9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d/events",
                   json={"data": [], "meta": {"next_page": None}})
@@ -323,14 +329,7 @@ def test_poll_asks_for_custom_field_selections_and_joins_included_across_pages()
     included = fixture("rest_incident_custom_fields.json")["included"]
     pages = [fixture("rest_incidents_page1.json"), fixture("rest_incidents_page2.json")]
     pages[0]["included"], pages[1]["included"] = included[:3], included[3:]
-    seen: list[dict] = []
-
-    def page(request):  # type: ignore[no-untyped-def]
-        query = parse_qs(urlsplit(request.url).query)
-        seen.append(query)
-        return 200, {}, json.dumps(pages[int(query["page[number]"][0]) - 1])
-
-    responses.add_callback(responses.GET, f"{API}/v1/incidents", callback=page)
+    seen = serve_incident_pages(pages)
     for record in (INCIDENT_ID, OTHER_ID):
         responses.add(responses.GET, f"{API}/v1/incidents/{record}/events", json={"data": [], "meta": {"next_page": None}})
     first, second = connector().poll("2026-03-02T19:00:00Z", now=NOW).changes

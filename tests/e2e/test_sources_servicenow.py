@@ -117,3 +117,39 @@ def test_incident_reaches_servicenow_and_a_desk_resolve_comes_back(tmp_path: Pat
         tool.stop()
         sn.stop()
         runtime.store.dispose()
+
+
+def test_opsgenie_the_ticket_follows_priority_and_owner_changes_without_waiting_for_a_poll(tmp_path: Path) -> None:
+    fresh_store(tmp_path).dispose()
+    opsgenie = next(source for source in SOURCES if source.slug == "opsgenie")
+    og = opsgenie.simulator(opsgenie.secret)
+    sn = ServiceNowSimulator(users={"itsm.bridge": "sn-pw"}).start()
+    port = free_port()
+    runtime = Runtime.build(load_config(write_config(tmp_path, opsgenie, og.url, sn.url, port)))  # polls hourly
+    runtime.store.create_schema()
+    daemon = Daemon(runtime, host="127.0.0.1", port=port).start()
+    og.set_webhook_url(f"{daemon.url}/webhooks/opsgenie")
+    try:
+        alert = og.trigger("Payments API", "Card declines", user="alice", priority="P3")
+        og.acknowledge(alert, user="alice")
+        correlation = f"opsgenie:{alert}"
+        wait_until(lambda: [r for r in sn.find_by_correlation(correlation) if r["state"] == "2"],
+                   message="ticket in progress")
+        (ticket,) = sn.find_by_correlation(correlation)
+        assert (ticket["urgency"], ticket["impact"]) == ("2", "2")
+        og.set_priority(alert, "P1", user="alice")
+        wait_until(lambda: sn.record(ticket["sys_id"])["urgency"] == "1", message="urgency follows P1")
+        assert (sn.record(ticket["sys_id"])["impact"], sn.record(ticket["sys_id"])["state"]) == ("1", "2")
+        og.set_priority(alert, "P5", user="bob")
+        og.take_ownership(alert, user="bob")
+        wait_until(lambda: sn.record(ticket["sys_id"])["urgency"] == "3", message="urgency follows P5")
+        notes = lambda: "\n".join(row["value"] for row in sn.journal(ticket["sys_id"]))  # noqa: E731
+        wait_until(lambda: "Ownership taken by bob@example.com" in notes(), message="the owner change noted")
+        assert "[Opsgenie] Priority changed from P3 to P1 by alice@example.com in Opsgenie" in notes()
+        assert "Priority changed from P1 to P5 by bob@example.com" in notes()
+        assert len(sn.find_by_correlation(correlation)) == 1
+    finally:
+        daemon.stop()
+        og.stop()
+        sn.stop()
+        runtime.store.dispose()

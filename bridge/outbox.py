@@ -248,8 +248,7 @@ def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link
     route = runtime.route(op.route)
     if route is None or not payload.get("at") or not link.target_id:
         return [], None
-    guarded = [name for name in fields if name == route.mapping.back.state_field
-               or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
+    guarded = _guarded(route, fields)
     source_at = parse_time(payload["at"])
     if not guarded or source_at is None:
         return [], None
@@ -292,8 +291,7 @@ def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record
     route = runtime.route(op.route)
     if route is None:
         return []
-    guarded = [name for name in fields if name == route.mapping.back.state_field
-               or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
+    guarded = _guarded(route, fields)
     if not guarded:
         return []
     current = connector.get(record_id)
@@ -304,6 +302,12 @@ def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record
              "desk_at": format_time(current.updated_at), "reason": "the ticket was found, not created, and "
              "the desk had changed it"}
             for name in guarded if name in current.fields and current.fields[name] != fields[name]]
+
+
+def _guarded(route: Any, fields: dict[str, str]) -> list[str]:
+    """The fields of a write the desk may have decided otherwise: its state and the two-way fields."""
+    return [name for name in fields if name == route.mapping.back.state_field
+            or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
 
 
 def _prompt(session: Any) -> Any:

@@ -164,6 +164,10 @@ class Daemon:
             log.exception("deadline clock failed")
 
     def _work(self) -> None:
+        with self.runtime.store.background():  # everything the worker records can be derived again
+            self._work_until_stopped()
+
+    def _work_until_stopped(self) -> None:
         while not self._stopping.is_set():
             try:
                 processed = process_inbox(self.runtime)

@@ -82,9 +82,11 @@ def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapp
                            status=503) from exc
     except WebhookError as exc:
         runtime.metrics.webhooks_rejected.labels(connection, str(exc.status)).inc()
-        keep_rejected(runtime, connection, body, str(exc))
+        with runtime.store.answering():
+            keep_rejected(runtime, connection, body, str(exc))
         raise
-    stored = store_changes(runtime, changes)
+    with runtime.store.answering():  # the sender waits for our 2xx: before the worker's next transaction
+        stored = store_changes(runtime, changes)
     reply = connector.webhook_reply(body, headers)  # only after the changes are durable
     return replace(stored, reply=reply) if reply is not None else stored
 

@@ -9,6 +9,12 @@ of failing half-way with "database is locked" when a read transaction tries to u
 process they queue on a Python lock first (`_WriteGate`): SQLite's own busy handler waits by sleeping
 (1, 2, 5, 10 ... 100 ms), which under load left webhook ingest waiting hundreds of milliseconds for a
 lock that had been free for most of that time.
+
+Two marks change how a thread's transactions meet the store (`Store.answering`, `Store.background`): a
+webhook's sender is waiting for its answer, so its transactions go first at the gate; the worker's
+transactions record what can be derived again (an inbox event is processed again, a delivered op is
+found by its marker), so their commit need not wait for the disk: WAL keeps them in order, a process
+crash loses none of them, and the next durable commit (the next webhook's) flushes them too.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,11 +205,12 @@ class Store:
         if self.is_sqlite:
             self.engine: Engine = create_engine(self.url, connect_args={"check_same_thread": False,
                                                                         "timeout": 30})
-            _tune_sqlite(self.engine)
+            self.write_gate: _WriteGate | None = _tune_sqlite(self.engine)
         else:
             # Timestamps are stored as naive UTC: pin the session zone so PostgreSQL never shifts them.
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10,
                                         connect_args={"options": "-c timezone=utc"})
+            self.write_gate = None  # PostgreSQL's row locks and MVCC: no gate
 
     def create_schema(self) -> UpgradeResult:
         """Bring the schema to this release's head: the same as `upgrade` (every command calls this on start)."""
@@ -225,11 +233,28 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def answering(self) -> AbstractContextManager[None]:
+        """Transactions of this thread answer someone who waits (a webhook's sender): on SQLite they take
+        the write lock before any other thread's that waits for it, so ingest latency is at most one
+        transaction of the worker's, not a queue of them."""
+        return _marked("answering")
+
+    def background(self) -> AbstractContextManager[None]:
+        """Transactions of this thread record what can be derived again after a power cut (the worker's:
+        processing an inbox event, recording a delivery found again by its marker): their commit does not
+        wait for the disk (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). Every
+        commit stays atomic and in order, and a process crash loses none of them: only a power cut may
+        take the last few back, and then the work is simply done again. Inputs that are acknowledged
+        (webhooks, CLI commands) stay fully durable."""
+        return _marked("background")
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One atomic unit of work; commits on success, rolls back on any exception."""
         with Session(self.engine, expire_on_commit=False) as session:
             try:
+                if _marks.background and not self.is_sqlite:
+                    session.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 yield session
                 session.commit()
             except BaseException:
@@ -272,7 +297,7 @@ class Store:
             return int(session.exec(statement).one())
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine) -> _WriteGate:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # synchronous=FULL: a webhook answered 2xx survives a power cut, not just a process crash.
@@ -288,12 +313,34 @@ def _tune_sqlite(engine: Engine) -> None:
     event.listen(engine, "begin", gate.begin)
     event.listen(engine, "commit", gate.commit)
     event.listen(engine, "rollback", gate.rollback)
+    return gate
+
+
+class _Marks(threading.local):
+    """Per thread: how its transactions meet the store (see `Store.answering` and `Store.background`)."""
+
+    answering = False
+    background = False
+
+
+_marks = _Marks()
+
+
+@contextmanager
+def _marked(name: str) -> Iterator[None]:
+    previous = getattr(_marks, name)
+    setattr(_marks, name, True)
+    try:
+        yield
+    finally:
+        setattr(_marks, name, previous)
 
 
 class _WriteGate:
     """Threads of one process take turns for SQLite's write lock on a Python lock, woken the moment it
     is free, instead of in SQLite's sleeping busy handler. Other processes (a CLI command next to the
-    daemon) still meet at SQLite's lock, as before.
+    daemon) still meet at SQLite's lock, as before. A thread that answers someone (`Store.answering`)
+    goes before the others that wait; a thread may open a transaction while it holds the gate (re-entry).
 
     SQLAlchemy announces a commit or rollback *before* it runs it, so the gate ends the transaction
     itself (the driver's own call then finds nothing to do) and only then lets the next thread in. A
@@ -302,21 +349,30 @@ class _WriteGate:
     """
 
     KEY = "itsm_bridge_write_gate"
+    SYNC = "itsm_bridge_synchronous"
 
     def __init__(self, busy_seconds: float = 30.0) -> None:
-        self._lock = threading.RLock()
+        self._turn = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._answering_waiting = 0
+        self.waiting = 0  # threads waiting for their turn now (read by tests and diagnostics)
         self._busy_seconds = busy_seconds
 
     def begin(self, connection: Any) -> None:
-        held = self._lock.acquire(timeout=self._busy_seconds)
+        held = self._acquire(answering=_marks.answering)
         if not held:
             log.warning("waited %.0f s for another thread's SQLite transaction; going on to SQLite's lock",
                         self._busy_seconds)
         try:
+            synchronous = "NORMAL" if _marks.background else "FULL"
+            if connection.info.get(self.SYNC) != synchronous:  # a pragma, outside any transaction
+                connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+                connection.info[self.SYNC] = synchronous
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             if held:
-                self._lock.release()
+                self._release()
             raise
         connection.info[self.KEY] = held
 
@@ -336,7 +392,35 @@ class _WriteGate:
                 dbapi.execute(statement)
         finally:
             if held:
-                self._lock.release()
+                self._release()
+
+    def _acquire(self, *, answering: bool) -> bool:
+        me = threading.get_ident()
+        deadline = time.monotonic() + self._busy_seconds
+        with self._turn:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            self._answering_waiting += answering
+            self.waiting += 1
+            try:
+                while self._owner is not None or (self._answering_waiting and not answering):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._turn.wait(remaining)
+                self._owner, self._depth = me, 1
+                return True
+            finally:
+                self._answering_waiting -= answering
+                self.waiting -= 1
+
+    def _release(self) -> None:
+        with self._turn:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._turn.notify_all()
 
 
 # The compliance timeline table shares this metadata, so create_schema() creates it too.

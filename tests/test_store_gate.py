@@ -1,0 +1,82 @@
+"""How transactions meet the store: a webhook's goes before the worker's, the worker's skip the disk wait."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from bridge.store import Store
+from tests.conftest import wait_until
+
+
+def _pragma_or_setting(store: Store) -> str:
+    with store.transaction() as session:
+        query = "PRAGMA synchronous" if store.is_sqlite else "SHOW synchronous_commit"
+        return str(session.execute(text(query)).scalar())
+
+
+def test_the_workers_commits_do_not_wait_for_the_disk_but_acknowledged_ones_do(store: Store) -> None:
+    with store.background():
+        background = _pragma_or_setting(store)
+    acknowledged = _pragma_or_setting(store)
+    if store.is_sqlite:
+        assert (background, acknowledged) == ("1", "2")  # NORMAL, FULL
+    else:
+        assert (background, acknowledged) == ("off", "on")
+
+
+def test_a_webhook_waiting_for_the_write_lock_goes_before_the_worker(store: Store) -> None:
+    """The worker waits for the lock first, the webhook later: the webhook still writes first, so its
+    sender waits for at most the one transaction in progress."""
+    if store.write_gate is None:
+        pytest.skip("the write gate orders SQLite's writers; PostgreSQL has row locks")
+    gate = store.write_gate
+    with store.transaction() as session:
+        session.execute(text("CREATE TABLE turn (id INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT)"))
+    release = threading.Event()
+
+    def write(who: str) -> None:
+        with store.transaction() as session:
+            session.execute(text("INSERT INTO turn (who) VALUES (:who)"), {"who": who})
+
+    def hold() -> None:
+        with store.transaction() as session:
+            session.execute(text("INSERT INTO turn (who) VALUES ('holder')"))
+            release.wait(timeout=20)
+
+    def worker() -> None:
+        with store.background():
+            write("worker")
+
+    def webhook() -> None:
+        with store.answering():
+            write("webhook")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    wait_until(lambda: gate._owner is not None, message="the holder to take the lock")  # noqa: SLF001
+    threads = [threading.Thread(target=worker)]
+    threads[0].start()
+    wait_until(lambda: gate.waiting == 1, message="the worker to wait")
+    threads.append(threading.Thread(target=webhook))
+    threads[1].start()
+    wait_until(lambda: gate.waiting == 2, message="the webhook to wait")
+    release.set()
+    for thread in (holder, *threads):
+        thread.join(timeout=20)
+    with store.transaction() as session:
+        order = [row[0] for row in session.execute(text("SELECT who FROM turn ORDER BY id"))]
+    assert order == ["holder", "webhook", "worker"]
+
+
+def test_a_thread_may_open_a_transaction_inside_its_own(store: Store) -> None:
+    """Re-entry: the gate does not make a thread wait for itself (SQLite then orders the two itself)."""
+    if store.write_gate is None:
+        pytest.skip("SQLite only")
+    with store.transaction() as outer:
+        outer.execute(text("SELECT 1"))
+        assert store.write_gate._acquire(answering=False)  # noqa: SLF001  (the same thread: at once)
+        store.write_gate._release()  # noqa: SLF001
+    assert store.write_gate._owner is None  # noqa: SLF001

@@ -36,7 +36,7 @@ from bridge.model import Change, Incident, Ticket, TimelineEntry, format_time, p
 from bridge.routing import Route
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
-from bridge.store import DeadLetter, InboxEvent, Link
+from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp
 from compliance.feed import from_incident, from_ticket
 from compliance.store import evidence_ref, get_timeline, save_timeline
 
@@ -208,6 +208,15 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _create_in_flight(session: Session, connection: str, correlation: str) -> bool:
+    """A link carrying `correlation` waits for its ticket: its create (or link) is pending, or dead and
+    replayable. One discarded on purpose makes no link, so a desk change about that ticket is not held."""
+    return session.exec(select(Link.id).join(OutboxOp, OutboxOp.link_id == Link.id).where(  # type: ignore[arg-type]
+        Link.target_connection == connection, Link.correlation_id == correlation,
+        Link.target_id.is_(None),  # type: ignore[union-attr]
+        OutboxOp.op.in_(("create", "link")), OutboxOp.status != "discarded")).first() is not None  # type: ignore[attr-defined]
+
+
 def _process_desk_change(runtime: Runtime, session: Session, change: Change, row: InboxEvent) -> list[dict[str, Any]]:
     ticket = change.ticket
     assert ticket is not None
@@ -215,9 +224,7 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
                                                              Link.target_id == ticket.id))).all()
     if not links:
         correlation = ticket.fields.get("correlation_id")
-        if correlation and session.exec(select(Link.id).where(
-                Link.target_connection == change.connection, Link.correlation_id == correlation,
-                Link.target_id.is_(None))).first() is not None:  # type: ignore[union-attr]
+        if correlation and _create_in_flight(session, change.connection, correlation):
             raise NotYetLinked(f"{ticket.number} carries {correlation}, whose create is not recorded yet")
         raised = [_raise_from_desk(runtime, session, route, change, row) for route in runtime.routes
                   if route.enabled and route.target == change.connection and route.raises(ticket.fields)]

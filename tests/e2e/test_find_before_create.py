@@ -178,3 +178,46 @@ def test_a_desk_change_seen_before_the_create_is_recorded_waits_for_the_link_and
         assert wire.done and len(world.tickets(incident)) == 1
     finally:
         runtime.store.dispose()
+
+
+class LandsThenRefusesEverything(LosesTheFirstCreateAnswer):
+    """The create lands and its answer is lost; from then on the desk refuses every call (a 400, as for a
+    query an instance's ACLs reject): the create's retry is dead-lettered at once."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.lost:
+            refused = requests.Response()
+            refused.status_code, refused.url, refused.request = 400, request.url, request
+            refused._content = b'{"error": {"message": "Invalid query", "detail": null}, "status": "failure"}'
+            refused.headers["Content-Type"] = "application/json"
+            return refused
+        return super().send(request, **kwargs)
+
+
+def test_a_desk_change_about_a_ticket_whose_create_was_discarded_is_not_held_forever(world: World) -> None:
+    """While the create is dead-lettered the desk's change waits (a replay would link the ticket); once an
+    admin discards the create, no link will come, and the change is let go instead of blocking the queue."""
+    from bridge.dead_letters import discard
+    from bridge.outbox import deliver_due
+    from bridge.store import DeadLetter
+
+    runtime = world.runtime()
+    try:
+        runtime.connectors["servicenow"].session.mount("http://", LandsThenRefusesEverything())
+        incident = world.pd.trigger("Search", "Index lag", user="alice")
+        poll_connection(runtime, "pagerduty")
+        process_inbox(runtime)
+        deliver_due(runtime)
+        (ticket,) = world.tickets(incident)  # landed, though the bridge could not record it
+        world.sn.desk_update(ticket["sys_id"], {"state": "2"}, user="desk.agent")
+        runtime.connectors["servicenow"].session.mount("http://", HTTPAdapter())  # the desk answers again
+        poll_connection(runtime, "servicenow")
+        process_inbox(runtime)
+        assert queue_depths(runtime.store)["inbox_pending"] == 1  # waits: a replay would still link it
+        with Session(runtime.store.engine) as session:
+            (letter,) = session.exec(select(DeadLetter).where(DeadLetter.kind == "outbox")).all()
+        discard(runtime, letter.id, "ticket opened by hand meanwhile")  # type: ignore[arg-type]
+        process_inbox(runtime)
+        assert queue_depths(runtime.store)["inbox_pending"] == 0
+    finally:
+        runtime.store.dispose()

@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bridge import audit
+from bridge import audit, desk_guard
 from bridge.breakers import held_for, may_call, spares_attempt
-from bridge.diff import WRITTEN_SOURCE_AT, WRITTEN_STATE_BEFORE, observed_fields, whole_second
+from bridge.diff import WRITTEN_SOURCE_AT, WRITTEN_STATE_BEFORE, observed_fields
 from bridge.errors import AuthError, ConflictError, ConnectorError, PermanentError, TransientError
 from bridge.ingest import store_changes
 from bridge.model import Change, Incident, Ticket, format_time, parse_time
@@ -157,7 +157,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
         if existing is not None:
             if fields.get(_notes_field(runtime, op)) and connector.has_note(existing.id, tag):
                 fields.pop(_notes_field(runtime, op))
-            conflicts = _desk_decisions(runtime, connector, op, existing.id, fields)
+            conflicts = desk_guard.desk_decisions(runtime, connector, op, existing.id, fields)
             connector.update(existing.id, fields)
             runtime.metrics.duplicates_prevented.labels(op.connection).inc(0 if retrying else 1)
             return {"record": existing, "fields": payload["fields"], "found_existing": True, "conflicts": conflicts}
@@ -171,7 +171,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
         note_field = _notes_field(runtime, op)
         if retrying and fields.get(note_field) and connector.has_note(link.target_id, tag):  # type: ignore[arg-type]
             fields.pop(note_field)
-        conflicts, read = _desk_newer(runtime, connector, op, link, payload, fields)
+        conflicts, read = desk_guard.desk_newer(runtime, connector, op, link, payload, fields)
         if fields:
             # Right after the guard's read: no waiting in between, or a desk decision made meanwhile
             # would be overwritten by a write decided on the older read; where the desk can check the
@@ -180,7 +180,7 @@ def _perform(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link, *
             if read is not None and update_if is not None:
                 update_if(link.target_id, fields, expect=read.fields)  # prompt where it matters, itself
             else:
-                with _prompt(connector.session) if read is not None else nullcontext():
+                with desk_guard.prompt(connector.session) if read is not None else nullcontext():
                     answer = connector.update(link.target_id, fields)  # type: ignore[arg-type]
         sent = {name: value for name, value in payload["fields"].items() if name in fields}
         return {"fields": sent, "conflicts": conflicts, **_answered(runtime, answer)}
@@ -235,85 +235,9 @@ def _link_existing(runtime: Runtime, connector: Connector, op: OutboxOp, link: L
     return {"record": ref, "seen": seen, "found_existing": True, "linked": number}
 
 
-def _desk_newer(runtime: Runtime, connector: Connector, op: OutboxOp, link: Link,
-                payload: dict[str, Any], fields: dict[str, str]) -> tuple[list[dict[str, Any]], Ticket | None]:
-    """Last writer wins for the ticket's state and two-way fields: read the ticket before overwriting.
-
-    The op was planned from a source change at ``payload["at"]``. A field the desk has changed since
-    the bridge last wrote it, in a record updated later than that source change, keeps the desk's value:
-    it is left out of this write, the ticket is read again afterwards so the decision flows back, and
-    each such decision is returned for the audit trail, with the ticket as read (None when nothing was
-    guarded and nothing read).
-    """
-    route = runtime.route(op.route)
-    if route is None or not payload.get("at") or not link.target_id:
-        return [], None
-    guarded = _guarded(route, fields)
-    source_at = parse_time(payload["at"])
-    if not guarded or source_at is None:
-        return [], None
-    current = connector.get(link.target_id)
-    written = link.load("target_written")  # what the bridge itself last put there (not what it last read)
-    conflicts = []
-    state_field = route.mapping.back.state_field
-    desk_second, source_second = whole_second(current.updated_at), whole_second(source_at)
-    for name in guarded:
-        desk_value = current.fields.get(name)
-        if desk_value in (written.get(name), fields[name]):
-            continue  # the desk has not changed it since the bridge wrote it
-        # Ties: a desk state decision always flows back (see [back]), so it must also stand here; for
-        # two-way fields the source wins a tie, as it does on the way back (FieldTimes).
-        if desk_second < source_second or (desk_second == source_second and name != state_field):
-            continue
-        conflicts.append({"field": name, "source_value": fields.pop(name), "desk_value": desk_value,
-                          "winner": "desk", "source_at": format_time(source_at),
-                          "desk_at": format_time(current.updated_at)})
-    return conflicts, current
-
-
 def _answered(runtime: Runtime, answer: Ticket | None) -> dict[str, Any]:
     """The record a desk answered a write with, and when the answer came (what a refresh may rely on)."""
     return {"answer": answer, "answered_at": format_time(runtime.clock())} if answer is not None else {}
-
-
-def _desk_decisions(runtime: Runtime, connector: Connector, op: OutboxOp, record_id: str,
-                    fields: dict[str, str]) -> list[dict[str, Any]]:
-    """The state and two-way fields an existing ticket shows otherwise than this create would set them,
-    taken out of `fields` so the create does not write over them, each as a decision for the audit trail.
-
-    The ticket was found rather than created: an earlier try whose answer was lost, or one made before
-    this store. Values count as the desk's only when someone else than the bridge changed the ticket
-    last (a new JSM issue shows its workflow's initial status, which is no decision). A desk agent may
-    have acted on it meanwhile, while the bridge could not yet tell the
-    ticket was linked (so that desk change was not taken in); it stands, and the ticket is read again
-    after the link is made (see `_record_success`) so the decision flows back like any other.
-    """
-    route = runtime.route(op.route)
-    if route is None:
-        return []
-    guarded = _guarded(route, fields)
-    if not guarded:
-        return []
-    current = connector.get(record_id)
-    integration_user = runtime.integration_user(op.connection)
-    if integration_user is None or current.updated_by in (None, integration_user):
-        return []  # the bridge wrote it last (a desk's initial status, its own moves): no desk decision
-    return [{"field": name, "source_value": fields.pop(name), "desk_value": current.fields[name], "winner": "desk",
-             "desk_at": format_time(current.updated_at), "reason": "the ticket was found, not created, and "
-             "the desk had changed it"}
-            for name in guarded if name in current.fields and current.fields[name] != fields[name]]
-
-
-def _guarded(route: Any, fields: dict[str, str]) -> list[str]:
-    """The fields of a write the desk may have decided otherwise: its state and the two-way fields."""
-    return [name for name in fields if name == route.mapping.back.state_field
-            or (name in route.mapping.field_names and route.mapping.owner(name) == "both")]
-
-
-def _prompt(session: Any) -> Any:
-    """The session's no-wait mode for a write right after its guard's read (a plain session has none)."""
-    prompt = getattr(session, "prompt", None)
-    return prompt() if prompt is not None else nullcontext()
 
 
 def _remote_link(runtime: Runtime, connector: Connector, record_id: str, link: Link) -> None:

@@ -3,9 +3,9 @@
     python bench/audit_verify.py --entries 100000 [--json]
 
 Target (issue 6): verify >= 0.5 of raw hashlib. Prints a table, or one JSON object with --json.
-On SQLite, long chains are verified by two processes when two CPUs are free (`audit.verify_store`), so
-the ratio depends on the CPUs free for it (`cpus` is how many it may use; other work on the machine
-takes some): compare runs made under the same conditions.
+On SQLite, long chains are verified by two processes when two CPUs are free
+(`bridge.audit_verify.verify_store`), so the ratio depends on the CPUs free for it (`cpus` is how many it
+may use; other work on the machine takes some): compare runs made under the same conditions.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.store import Store, dumps
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         append_seconds = time.perf_counter() - started
         entries = list(audit.iter_entries(store))
         started = time.perf_counter()
-        result = audit.verify_store(store)  # what `itsm-bridge audit verify` runs, reading included
+        result = verify_store(store)  # what `itsm-bridge audit verify` runs, reading included
         verify_seconds = time.perf_counter() - started
         payload = [(entry["prev_hash"] + dumps({k: entry[k] for k in ("seq", "at", "kind", "subject", "data")})).encode()
                    for entry in entries]

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.demo_scenario import JSM_STATUS, SN_STATE, Scenario, World
 from bridge.store import Store
 from connectors.base import MARKER_PREFIX
@@ -67,7 +67,7 @@ class Sides:
 def judge(world: World, scenario: Scenario, store: Store) -> Verdict:
     """Compare every incident of `scenario` on all three systems, then verify the audit chain."""
     verdict = differences(world, scenario)
-    checked = audit.verify_store(store)
+    checked = verify_store(store)
     if not checked.ok:
         verdict.audit = f"bad seq {checked.bad_seq} ({checked.reason})"
     return verdict

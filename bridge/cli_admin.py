@@ -116,6 +116,7 @@ def audit_verify(config_path: Path, file: Path | None, expect_head: str | None, 
     """Recompute the hash chain. Exit 1 and name the first bad entry if anything was altered,
     removed, inserted or reordered (and, with --expect-head, truncated or rewritten)."""
     from bridge import audit
+    from bridge.audit_verify import verify_store
 
     anchor = None
     if expect_head:
@@ -127,7 +128,7 @@ def audit_verify(config_path: Path, file: Path | None, expect_head: str | None, 
     if file is not None:
         result = audit.verify_entries(audit.read_jsonl(file), anchor=anchor)
     else:
-        result = audit.verify_store(_store(config_path), anchor=anchor)
+        result = verify_store(_store(config_path), anchor=anchor)
     data = {"ok": result.ok, "entries": result.entries, "head_seq": result.head_seq, "head_hash": result.head_hash,
             "bad_seq": result.bad_seq, "reason": result.reason}
     if as_json:

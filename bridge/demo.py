@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.config import load_config
 from bridge.daemon import Daemon
 from bridge.demo_sources import SOURCES, DemoSource
@@ -243,7 +244,7 @@ def _summary(runtime: Runtime, world: World, scenario: Scenario, creds: dict[str
     source_notes = sum(1 for incident in scenario.incidents for note in world.source.notes(world.src, incident)
                        if MARKER_PREFIX in note)
     desks["servicenow"]["notes_written"], desks["jsm"]["notes_written"] = work_notes, jsm_notes
-    verification = audit.verify_store(runtime.store)
+    verification = verify_store(runtime.store)
     return {
         "source": world.source.slug,
         "incidents": len(scenario.incidents),

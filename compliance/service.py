@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from bridge.audit import verify_store
+from bridge.audit_verify import verify_store
 from bridge.store import Store
 from compliance.checker import check, collector_paused, in_period
 from compliance.rules import Context, Finding

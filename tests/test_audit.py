@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.store import AuditEntry, Store
 
 
@@ -20,7 +21,7 @@ def _fill(store: Store, count: int) -> None:
 
 def test_chain_of_appended_entries_verifies(store: Store) -> None:
     _fill(store, 5)
-    result = audit.verify_store(store)
+    result = verify_store(store)
     assert result.ok and result.entries == 5 and result.head_seq == 5
     entries = list(audit.iter_entries(store))
     assert entries[0]["prev_hash"] == audit.GENESIS
@@ -40,7 +41,7 @@ def test_altered_entry_is_named(store: Store) -> None:
         row = session.get(AuditEntry, 4)
         row.data = row.data.replace('"n":3', '"n":30')
         session.add(row)
-    result = audit.verify_store(store)
+    result = verify_store(store)
     assert not result.ok and result.bad_seq == 4 and "altered" in result.reason
 
 
@@ -48,7 +49,7 @@ def test_removed_entry_is_named(store: Store) -> None:
     _fill(store, 6)
     with store.transaction() as session:
         session.delete(session.get(AuditEntry, 3))
-    result = audit.verify_store(store)
+    result = verify_store(store)
     assert not result.ok and result.bad_seq == 3 and "missing" in result.reason
 
 
@@ -60,7 +61,7 @@ def test_rollback_leaves_no_entry(store: Store) -> None:
             raise RuntimeError("the change it describes failed")
     except RuntimeError:
         pass
-    assert audit.verify_store(store).entries == 2
+    assert verify_store(store).entries == 2
 
 
 def _export(store: Store, tmp_path: Path) -> list[str]:

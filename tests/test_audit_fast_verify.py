@@ -1,7 +1,7 @@
-"""`audit.verify_store`'s fast way (SQLite: bodies spliced by one aggregate query per range, halves of a
-long chain verified in two processes) says exactly what the exact row-by-row way says: the same ok, the
-same first bad entry and reason, the same counts and head, whatever was done to the stored rows. Ranges
-and thresholds are shrunk so that short chains span many ranges and a helper process."""
+"""`audit_verify.verify_store`'s fast way (SQLite: bodies spliced by one aggregate query per range,
+halves of a long chain verified in two processes) says exactly what the exact row-by-row way says: the
+same ok, the same first bad entry and reason, the same counts and head, whatever was done to the stored
+rows. Ranges and thresholds are shrunk so that short chains span many ranges and a helper process."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from bridge import audit
+from bridge import audit, audit_verify
 from bridge.store import Store
 
 ENTRIES = 30
@@ -30,14 +30,14 @@ def small_ranges(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """4 seqs per range and a helper process from 10 entries on; yields what each helper handed over."""
     adopted: list[int] = []
 
-    class Helper(audit._Helper):
+    class Helper(audit_verify._Helper):
         def adopt(self, progress: Any) -> int:
             adopted.append(super().adopt(progress))
             return adopted[-1]
 
-    monkeypatch.setattr(audit, "_RANGE", 4)
-    monkeypatch.setattr(audit, "_PARALLEL_MIN", 10)
-    monkeypatch.setattr(audit, "_Helper", Helper)
+    monkeypatch.setattr(audit_verify, "_RANGE", 4)
+    monkeypatch.setattr(audit_verify, "_PARALLEL_MIN", 10)
+    monkeypatch.setattr(audit_verify, "_Helper", Helper)
     yield adopted
 
 
@@ -60,31 +60,31 @@ def _sqlite(tmp_path: Path, name: str = "audit.db") -> Store:
 def _exact(store: Store, anchor: tuple[int, str] | None = None) -> audit.Verification:
     """The reference: every range verified row by row in this process."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(audit, "_check_range", lambda row, start: None)
-        return audit.verify_store(store, anchor=anchor, parallel=False)
+        patch.setattr(audit_verify, "_check_range", lambda row, start: None)
+        return audit_verify.verify_store(store, anchor=anchor, parallel=False)
 
 
 def _rows_checked_exactly(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seqs: list[int] = []
-    check_rows = audit._check_rows
+    check_rows = audit_verify._check_rows
 
     def spy(rows: Any, progress: Any) -> Any:
         rows = list(rows)
         seqs.extend(row[0] for row in rows)
         return check_rows(rows, progress)
 
-    monkeypatch.setattr(audit, "_check_rows", spy)
+    monkeypatch.setattr(audit_verify, "_check_rows", spy)
     return seqs
 
 
 def test_entries_that_need_escaping_verify_and_an_altered_one_is_named(store: Store) -> None:
     """On PostgreSQL the exact way does it all; on SQLite the ranges holding such entries fall back to it."""
     _fill(store, 12, awkward=True)
-    result = audit.verify_store(store)
+    result = audit_verify.verify_store(store)
     assert result.ok and result.entries == 12 and result.head_seq == 12
     with store.engine.begin() as connection:  # entry 10: kind "Ä ü ß → ✓", subject "jira:tab\there"
         connection.execute(text("UPDATE audit SET subject = :subject WHERE seq = 10"), {"subject": "jira:tab\there!"})
-    result = audit.verify_store(store)
+    result = audit_verify.verify_store(store)
     assert not result.ok and result.bad_seq == 10 and "altered" in result.reason and result.head_seq == 9
 
 
@@ -93,7 +93,7 @@ def test_the_fast_way_vouches_for_plain_ranges_and_leaves_the_others_to_the_exac
     checked = _rows_checked_exactly(monkeypatch)
     plain = _sqlite(tmp_path, "plain.db")
     _fill(plain)
-    fast = audit.verify_store(plain, parallel=False)
+    fast = audit_verify.verify_store(plain, parallel=False)
     assert checked == []  # the last, short range too: the keyset pass after it finds nothing
     assert fast.ok and fast == _exact(plain)
     awkward = _sqlite(tmp_path, "awkward.db")
@@ -102,7 +102,7 @@ def test_the_fast_way_vouches_for_plain_ranges_and_leaves_the_others_to_the_exac
         connection.execute(text("UPDATE audit SET kind = 'nul' || char(0) WHERE seq = 29"))
         _rehash(connection, 29)
     checked.clear()
-    result = audit.verify_store(awkward, parallel=False)
+    result = audit_verify.verify_store(awkward, parallel=False)
     # the ranges with seq 2, 10, 18, 26 and 29 in them: the others (5-8, 13-16, 21-24) went the fast way
     assert checked == [*range(1, 5), *range(9, 13), *range(17, 21), *range(25, 31)]
     assert result.ok and result.entries == ENTRIES and result == _exact(awkward)
@@ -123,16 +123,16 @@ def _rehash(connection: Any, seq: int) -> None:
 def test_two_processes_give_the_same_results(tmp_path: Path, small_ranges: list[int]) -> None:
     store = _sqlite(tmp_path)
     _fill(store)
-    head = audit.verify_store(store)
+    head = audit_verify.verify_store(store)
     assert head.ok and head.entries == ENTRIES and small_ranges and small_ranges[-1] > 0
     assert head == _exact(store)
     wrong = (25, next(audit.iter_entries(store))["hash"])  # entry 1's hash: as if entry 25 was rewritten
-    anchored = audit.verify_store(store, anchor=wrong)
+    anchored = audit_verify.verify_store(store, anchor=wrong)
     assert not anchored.ok and "rewritten" in anchored.reason and anchored == _exact(store, anchor=wrong)
     with store.engine.begin() as connection:  # break the link right where the helper's half begins
         connection.execute(text("UPDATE audit SET prev_hash = :bad WHERE seq = 17"), {"bad": "f" * 64})
     small_ranges.clear()
-    result = audit.verify_store(store)
+    result = audit_verify.verify_store(store)
     assert small_ranges and not result.ok and result.bad_seq == 17 and result == _exact(store)
     store.dispose()
 
@@ -145,8 +145,8 @@ def test_a_helper_that_dies_leaves_its_ranges_to_this_process(tmp_path: Path, sm
     def crash(*args: Any) -> Any:
         raise RuntimeError("the helper process fails")
 
-    monkeypatch.setattr(audit, "_verify_ahead", crash)  # the forked helper runs this copy
-    result = audit.verify_store(store)
+    monkeypatch.setattr(audit_verify, "_verify_ahead", crash)  # the forked helper runs this copy
+    result = audit_verify.verify_store(store)
     assert small_ranges == [0] and result.ok and result == _exact(store)
     store.dispose()
 
@@ -205,5 +205,5 @@ def test_whatever_was_done_to_the_rows_the_fast_way_agrees_with_the_exact_way(
     anchor_seq = data.draw(st.none() | st.integers(1, ENTRIES))
     anchor = None if anchor_seq is None else (anchor_seq, original[anchor_seq])
     for parallel in (False, True):
-        assert audit.verify_store(store, anchor=anchor, parallel=parallel) == _exact(store, anchor)
+        assert audit_verify.verify_store(store, anchor=anchor, parallel=parallel) == _exact(store, anchor)
     store.dispose()

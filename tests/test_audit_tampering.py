@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.cli import main
 from bridge.store import AuditEntry, Store
 
@@ -28,7 +29,7 @@ def _trail(tmp_path: Path) -> tuple[Store, audit.Verification]:
         with store.transaction() as session:
             audit.append(store, session, "op.delivered", f"servicenow:INC{number:07d}",
                          {"op": "update", "fields": {"state": str(number % 7), "note": 'Ä ü "quoted"'}})
-    head = audit.verify_store(store)
+    head = verify_store(store)
     assert head.ok
     return store, head
 
@@ -49,7 +50,7 @@ def test_any_single_byte_edit_of_any_stored_column_is_caught(tmp_path_factory, d
     position = data.draw(st.integers(0, len(value) - 1))
     replacement = data.draw(st.characters(codec="utf-8", exclude_categories=("Cs",)).filter(lambda c: c != value[position]))
     _set(store, seq, column, value[:position] + replacement + value[position + 1:])
-    result = audit.verify_store(store)
+    result = verify_store(store)
     assert not result.ok and result.bad_seq is not None and result.bad_seq <= seq + 1
     store.dispose()
 
@@ -80,7 +81,7 @@ def test_deleted_inserted_and_reordered_entries_are_caught(tmp_path_factory, dat
             session.flush()
             first.seq = seq + 1
             session.add_all([first, second])
-    result = audit.verify_store(store)
+    result = verify_store(store)
     assert not result.ok, how
     store.dispose()
 
@@ -94,7 +95,7 @@ def test_truncation_and_a_recomputed_chain_are_caught_against_a_known_head(tmp_p
     assert CliRunner().invoke(main, verify).exit_code == 0
     with store.engine.begin() as connection:  # cut the last two entries off: the rest is a valid chain
         connection.execute(text("DELETE FROM audit WHERE seq > :seq"), {"seq": ENTRIES - 2})
-    assert audit.verify_store(store).ok  # nothing inside the chain shows it ...
+    assert verify_store(store).ok  # nothing inside the chain shows it ...
     result = CliRunner().invoke(main, verify)
     assert result.exit_code == 1 and "truncated" in result.output  # ... the known head does
     # Rewrite: edit entry 2 and recompute every later hash, as an insider with database access could.
@@ -110,8 +111,8 @@ def test_truncation_and_a_recomputed_chain_are_caught_against_a_known_head(tmp_p
             row.hash = audit.entry_hash(prev, audit._body(row.seq, row.at, row.kind, row.subject, json.loads(row.data)))
             prev = row.hash
             session.add(row)
-    assert audit.verify_store(store2).ok
-    rewritten = audit.verify_store(store2, anchor=(head2.head_seq, head2.head_hash))
+    assert verify_store(store2).ok
+    rewritten = verify_store(store2, anchor=(head2.head_seq, head2.head_hash))
     assert not rewritten.ok and "rewritten" in rewritten.reason
     store.dispose()
     store2.dispose()

@@ -6,7 +6,7 @@ import pytest
 from compliance_helpers import at, major, make_settings, one
 from sqlmodel import Session, select
 
-from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.store import AuditEntry
 from compliance.clock import due_alerts
 from compliance.rules import Verdict
@@ -23,7 +23,7 @@ def test_record_event_writes_an_audit_entry_and_cites_it(cstore) -> None:
     assert timeline.detected_at == at("2026-03-10T08:00:00Z")
     assert timeline.evidence["report_initial"] == [f"audit#{entry['seq']} sha256:{entry['hash'][:16]}"]
     assert timeline.audit_events == 2
-    assert audit.verify_store(cstore).ok
+    assert verify_store(cstore).ok
 
 
 def test_a_refused_event_writes_nothing(cstore) -> None:
@@ -32,7 +32,7 @@ def test_a_refused_event_writes_nothing(cstore) -> None:
     record_event(cstore, "pagerduty:P1", "detected", at("2026-03-10T09:00:00Z"), create=True)
     with pytest.raises(EventError):
         record_event(cstore, "pagerduty:P1", "report_final", at("2026-03-10T09:00:00Z"))
-    assert audit.verify_store(cstore).entries == 1
+    assert verify_store(cstore).entries == 1
 
 
 def test_load_timelines_filters_by_opened_time(cstore) -> None:
@@ -47,12 +47,12 @@ def test_load_timelines_filters_by_opened_time(cstore) -> None:
 def test_aud1_reports_a_tampered_trail(cstore, settings) -> None:
     for name in ("detected", "acknowledged", "resolved"):
         record_event(cstore, "pagerduty:P1", name, at("2026-03-10T09:00:00Z"), create=True)
-    assert one("AUD-1", None, settings, audit_verification=audit.verify_store(cstore)).verdict is Verdict.PASS
+    assert one("AUD-1", None, settings, audit_verification=verify_store(cstore)).verdict is Verdict.PASS
     with cstore.transaction() as session:
         row = session.exec(select(AuditEntry).where(AuditEntry.seq == 2)).one()
         row.data = row.data.replace("acknowledged", "detected")
         session.add(row)
-    finding = one("AUD-1", None, settings, audit_verification=audit.verify_store(cstore))
+    finding = one("AUD-1", None, settings, audit_verification=verify_store(cstore))
     assert finding.verdict is Verdict.FAIL and "broken at entry 2" in finding.message
     with Session(cstore.engine) as session:
         assert session.exec(select(AuditEntry)).all()

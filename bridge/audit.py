@@ -49,6 +49,9 @@ def _body(seq: int, at: str, kind: str, subject: str, data: Any) -> dict[str, An
 
 def append(store: Store, session: Session, kind: str, subject: str, data: Mapping[str, Any] | None = None) -> AuditEntry:
     """Append one entry in `session`'s transaction and return it (seq and hash filled in)."""
+    # Row writes first, the chain's lock after: a transaction that holds the audit lock must not then
+    # wait for a row another one holds while that one waits for the audit lock (a deadlock on PostgreSQL).
+    session.flush()
     store.lock_audit(session)
     last = session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
     seq = (last.seq + 1) if last else 1

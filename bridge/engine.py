@@ -36,7 +36,7 @@ from bridge.model import Change, Incident, Ticket, TimelineEntry, format_time, p
 from bridge.routing import Route
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
-from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp
+from bridge.store import DeadLetter, InboxEvent, Link, OutboxOp, is_transient, retry_transient
 from compliance.feed import from_incident, from_ticket
 from compliance.store import evidence_ref, get_timeline, save_timeline
 
@@ -55,7 +55,7 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
         if record_key in blocked:
             continue
         try:
-            if _process_one(runtime, event_id):
+            if retry_transient(lambda: _process_one(runtime, event_id)):  # noqa: B023 (called at once)
                 processed += 1
             else:
                 # Another replica holds (or just finished) this event: its record's later events wait for
@@ -70,6 +70,10 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
             blocked.add(record_key)
             processed += 1
         except Exception as exc:  # the job boundary: anything unexpected is kept, never fatal
+            if is_transient(exc):  # the database kept aborting it (deadlocks under load): the next pass
+                log.warning("inbox event %s waits for the next pass: %s", event_id, exc)
+                blocked.add(record_key)
+                continue
             log.exception("inbox event %s failed", event_id)
             _dead_letter_event(runtime, event_id, exc)
             blocked.add(record_key)

@@ -18,7 +18,7 @@ from bridge import audit
 from bridge.errors import TransientError, WebhookError
 from bridge.model import Change
 from bridge.runtime import Runtime
-from bridge.store import DeadLetter, InboxEvent, dumps
+from bridge.store import DeadLetter, InboxEvent, dumps, is_transient, retry_transient
 from connectors.base import WebhookReply
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[
     `observed_at` is when the state the changes carry was read (a poll's start): a snapshot read before
     the bridge's own last write to that record may be stale, and the engine treats it so.
     """
-    accepted = duplicates = 0
     observed_at = observed_at or runtime.clock()
     with runtime.store.transaction() as session:
+        stored = []
         for change in changes:
             values = {
                 "connection": change.connection, "event_id": change.event_id, "event_type": change.event_type,
@@ -49,13 +49,16 @@ def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[
                 "status": "pending", "received_at": runtime.clock(), "observed_at": observed_at,
             }
             if runtime.store.insert_ignore(session, InboxEvent, values):
-                accepted += 1
-                audit.append(runtime.store, session, "event.received", values["record_key"],
-                             {"event_id": change.event_id, "event_type": change.event_type, "via": change.via})
-            else:
-                duplicates += 1
+                stored.append((change, values["record_key"]))
         if cursor is not None:
             runtime.store.set_cursor(session, *cursor)
+        # The audit entries after every insert: an insert may wait for another transaction's insert of
+        # the same event (a webhook and a poll, two replicas), and it must not wait holding the audit
+        # chain's lock, which that other transaction needs to finish (a deadlock on PostgreSQL).
+        for change, record_key in stored:
+            audit.append(runtime.store, session, "event.received", record_key,
+                         {"event_id": change.event_id, "event_type": change.event_type, "via": change.via})
+    accepted, duplicates = len(stored), len(changes) - len(stored)
     if accepted:
         runtime.metrics.events_received.labels(changes[0].connection, changes[0].via).inc(accepted)
     if duplicates:
@@ -86,7 +89,13 @@ def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapp
             keep_rejected(runtime, connection, body, str(exc))
         raise
     with runtime.store.answering():  # the sender waits for our 2xx: before the worker's next transaction
-        stored = store_changes(runtime, changes)
+        try:
+            stored = retry_transient(lambda: store_changes(runtime, changes))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise WebhookError("the store is busy right now (its transactions kept deadlocking); send it again",
+                               status=503) from exc
     reply = connector.webhook_reply(body, headers)  # only after the changes are durable
     return replace(stored, reply=reply) if reply is not None else stored
 

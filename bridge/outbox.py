@@ -29,7 +29,7 @@ from bridge.ingest import store_changes
 from bridge.model import Change, Incident, Ticket, format_time, parse_time
 from bridge.runtime import Runtime
 from bridge.queue import queue_op
-from bridge.store import DeadLetter, Link, OutboxOp, dumps
+from bridge.store import DeadLetter, Link, OutboxOp, dumps, retry_transient
 from compliance.feed import from_ticket_created
 from compliance.store import evidence_ref, get_timeline, save_timeline
 from connectors.base import Announcement, Connector, FieldChange, marker
@@ -128,7 +128,7 @@ def deliver_one(runtime: Runtime, op_id: int, *, probe: bool = False) -> str:
         return _fail(runtime, op, exc, retryable=False)
     runtime.breakers.record(op.connection, None)
     status = None if result.get("no_call") else getattr(connector.session, "last_status", None)
-    _record_success(runtime, op, result, status=status)
+    retry_transient(lambda: _record_success(runtime, op, result, status=status))
     runtime.metrics.ops_delivered.labels(op.connection, op.op).inc()
     return "delivered"
 

@@ -23,15 +23,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from bridge.model import utcnow
@@ -40,6 +41,35 @@ if TYPE_CHECKING:
     from bridge.migrate import UpgradeResult
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+#: PostgreSQL aborted one of two transactions that waited for each other (deadlock) or could not be
+#: serialised: running the whole transaction again resolves it. Replicas meet this under load.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error a retry of the whole transaction resolves (deadlock, serialisation failure)."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def retry_transient(work: Callable[[], T], *, tries: int = 5) -> T:
+    """Run `work` (one whole transaction) again when the database aborted it as a deadlock victim.
+
+    PostgreSQL breaks a deadlock by aborting one side; the other goes on. The aborted side rolled back
+    completely, so running it again is safe, and it is not an error of the event or op it was about.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if attempt == tries or not is_transient(exc):
+                raise
+            log.info("transaction aborted by the database (%s); running it again (try %d of %d)",
+                     getattr(exc.orig, "sqlstate", "?"), attempt + 1, tries)
+    raise AssertionError("unreachable")
 
 
 def dumps(value: Any) -> str:

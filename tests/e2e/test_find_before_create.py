@@ -19,11 +19,13 @@ from requests.adapters import HTTPAdapter
 from sqlmodel import Session, select
 
 from bridge.daemon import Daemon, sync_once
+from bridge.dead_letters import discard
 from bridge.engine import process_inbox
 from bridge.ingest import poll_connection
+from bridge.outbox import deliver_due
 from bridge.runtime import Runtime
 from bridge.status import queue_depths
-from bridge.store import AuditEntry
+from bridge.store import AuditEntry, DeadLetter
 from tests.conftest import wait_until
 from tests.e2e.conftest import World
 
@@ -197,10 +199,6 @@ class LandsThenRefusesEverything(LosesTheFirstCreateAnswer):
 def test_a_desk_change_about_a_ticket_whose_create_was_discarded_is_not_held_forever(world: World) -> None:
     """While the create is dead-lettered the desk's change waits (a replay would link the ticket); once an
     admin discards the create, no link will come, and the change is let go instead of blocking the queue."""
-    from bridge.dead_letters import discard
-    from bridge.outbox import deliver_due
-    from bridge.store import DeadLetter
-
     runtime = world.runtime()
     try:
         runtime.connectors["servicenow"].session.mount("http://", LandsThenRefusesEverything())
@@ -221,3 +219,4 @@ def test_a_desk_change_about_a_ticket_whose_create_was_discarded_is_not_held_for
         assert queue_depths(runtime.store)["inbox_pending"] == 0
     finally:
         runtime.store.dispose()
+

@@ -1,4 +1,5 @@
-"""How transactions meet the store: a webhook's goes before the worker's, the worker's skip the disk wait."""
+"""How transactions meet the store: a webhook's goes before the worker's, the worker's skip the disk wait,
+and one the database aborted as a deadlock victim runs again instead of failing its event."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import threading
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
-from bridge.store import Store
+from bridge.store import Store, is_transient, retry_transient
 from tests.conftest import wait_until
 
 
@@ -80,3 +82,38 @@ def test_a_thread_may_open_a_transaction_inside_its_own(store: Store) -> None:
         assert store.write_gate._acquire(answering=False)  # noqa: SLF001  (the same thread: at once)
         store.write_gate._release()  # noqa: SLF001
     assert store.write_gate._owner is None  # noqa: SLF001
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def aborted(sqlstate: str) -> OperationalError:
+    """What SQLAlchemy raises when PostgreSQL answers with `sqlstate` (40P01: deadlock detected)."""
+    return OperationalError("SELECT pg_advisory_xact_lock(7428190431)", None, _DriverError(sqlstate))
+
+
+def test_a_transaction_aborted_as_a_deadlock_victim_runs_again() -> None:
+    tries: list[int] = []
+
+    def work() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise aborted("40P01")
+        return "committed"
+
+    assert retry_transient(work) == "committed" and len(tries) == 3
+
+
+def test_any_other_database_error_is_not_repeated() -> None:
+    tries: list[int] = []
+
+    def work() -> None:
+        tries.append(1)
+        raise aborted("23505")  # a unique violation: running it again would fail the same way
+
+    with pytest.raises(OperationalError):
+        retry_transient(work)
+    assert len(tries) == 1 and not is_transient(aborted("23505")) and is_transient(aborted("40001"))

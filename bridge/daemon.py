@@ -170,8 +170,8 @@ class Daemon:
     def _work_until_stopped(self) -> None:
         while not self._stopping.is_set():
             try:
-                processed = process_inbox(self.runtime)
-                stats = deliver_due(self.runtime)
+                processed = process_inbox(self.runtime, stopping=self._stopping.is_set)
+                stats = deliver_due(self.runtime, stopping=self._stopping.is_set)
                 if processed or stats.delivered:
                     continue
                 due = next_due_in(self.runtime)

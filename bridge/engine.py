@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -43,8 +44,9 @@ from compliance.store import evidence_ref, get_timeline, save_timeline
 log = logging.getLogger(__name__)
 
 
-def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
-    """Process pending inbox events in order; returns how many were processed (done or dead-lettered)."""
+def process_inbox(runtime: Runtime, *, limit: int = 500, stopping: Callable[[], bool] = lambda: False) -> int:
+    """Process pending inbox events in order; returns how many were processed (done or dead-lettered).
+    `stopping` is asked before each event: a daemon told to stop leaves the rest for its next start."""
     with Session(runtime.store.engine) as session:
         blocked = set(session.exec(select(InboxEvent.record_key).where(InboxEvent.status == "dead")).all())
         pending = session.exec(select(InboxEvent.id, InboxEvent.record_key)
@@ -52,6 +54,8 @@ def process_inbox(runtime: Runtime, *, limit: int = 500) -> int:
                                .order_by(InboxEvent.id).limit(limit)).all()  # type: ignore[arg-type]
     processed = 0
     for event_id, record_key in pending:
+        if stopping():
+            break
         if record_key in blocked:
             continue
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,8 +46,9 @@ class DeliveryStats:
     waiting: int = 0
 
 
-def deliver_due(runtime: Runtime, *, limit: int = 500) -> DeliveryStats:
-    """Deliver every op that is due, in order per link; returns what happened."""
+def deliver_due(runtime: Runtime, *, limit: int = 500, stopping: Callable[[], bool] = lambda: False) -> DeliveryStats:
+    """Deliver every op that is due, in order per link; returns what happened. `stopping` is asked
+    before each op: a daemon told to stop leaves the rest for its next start."""
     stats = DeliveryStats()
     now = runtime.clock()
     with Session(runtime.store.engine) as session:
@@ -54,6 +56,8 @@ def deliver_due(runtime: Runtime, *, limit: int = 500) -> DeliveryStats:
         pending = session.exec(select(OutboxOp).where(OutboxOp.status == "pending")
                                .order_by(OutboxOp.id).limit(limit)).all()  # type: ignore[arg-type]
     for op in pending:
+        if stopping():
+            break
         if op.link_id in blocked or op.next_attempt_at.replace(tzinfo=now.tzinfo) > now:
             blocked.add(op.link_id)
             stats.waiting += 1

@@ -370,7 +370,9 @@ class _WriteGate:
     """Threads of one process take turns for SQLite's write lock on a Python lock, woken the moment it
     is free, instead of in SQLite's sleeping busy handler. Other processes (a CLI command next to the
     daemon) still meet at SQLite's lock, as before. A thread that answers someone (`Store.answering`)
-    goes before the others that wait; a thread may open a transaction while it holds the gate (re-entry).
+    goes before the others that wait, but only for `max_defer_seconds`: then the other goes next, so a
+    storm of webhooks slows the worker down and never stops it (their senders wait at most one worker
+    transaction more). A thread may open a transaction while it holds the gate (re-entry).
 
     SQLAlchemy announces a commit or rollback *before* it runs it, so the gate ends the transaction
     itself (the driver's own call then finds nothing to do) and only then lets the next thread in. A
@@ -381,11 +383,13 @@ class _WriteGate:
     KEY = "itsm_bridge_write_gate"
     SYNC = "itsm_bridge_synchronous"
 
-    def __init__(self, busy_seconds: float = 30.0) -> None:
+    def __init__(self, busy_seconds: float = 30.0, max_defer_seconds: float = 0.05) -> None:
         self._turn = threading.Condition(threading.Lock())
         self._owner: int | None = None
         self._depth = 0
         self._answering_waiting = 0
+        self._overdue = 0  # threads deferred for `max_defer_seconds` already: they go next
+        self.max_defer_seconds = max_defer_seconds
         self.waiting = 0  # threads waiting for their turn now (read by tests and diagnostics)
         self._busy_seconds = busy_seconds
 
@@ -426,7 +430,10 @@ class _WriteGate:
 
     def _acquire(self, *, answering: bool) -> bool:
         me = threading.get_ident()
-        deadline = time.monotonic() + self._busy_seconds
+        now = time.monotonic()
+        deadline = now + self._busy_seconds
+        overdue_at = None if answering else now + self.max_defer_seconds
+        overdue = False
         with self._turn:
             if self._owner == me:
                 self._depth += 1
@@ -434,16 +441,26 @@ class _WriteGate:
             self._answering_waiting += answering
             self.waiting += 1
             try:
-                while self._owner is not None or (self._answering_waiting and not answering):
+                while True:
+                    if overdue_at is not None and not overdue and time.monotonic() >= overdue_at:
+                        overdue = True  # deferred long enough: the next turn is this thread's
+                        self._overdue += 1
+                    if self._owner is None and (
+                            (not answering and (overdue or not self._answering_waiting))
+                            or (answering and not self._overdue)):
+                        break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return False
+                    if overdue_at is not None and not overdue:
+                        remaining = min(remaining, max(overdue_at - time.monotonic(), 0.0))
                     self._turn.wait(remaining)
                 self._owner, self._depth = me, 1
                 return True
             finally:
                 self._answering_waiting -= answering
                 self.waiting -= 1
+                self._overdue -= overdue
 
     def _release(self) -> None:
         with self._turn:

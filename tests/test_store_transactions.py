@@ -29,12 +29,19 @@ def test_the_workers_commits_do_not_wait_for_the_disk_but_acknowledged_ones_do(s
         assert (background, acknowledged) == ("off", "on")
 
 
-def test_a_webhook_waiting_for_the_write_lock_goes_before_the_worker(store: Store) -> None:
-    """The worker waits for the lock first, the webhook later: the webhook still writes first, so its
-    sender waits for at most the one transaction in progress."""
+@pytest.mark.parametrize(("deferred_for", "order"), [
+    (None, ["holder", "webhook", "worker"]),  # the default: the worker has not waited long
+    (0.0, ["holder", "worker", "webhook"]),  # the worker waited its longest: its turn, webhooks or not
+])
+def test_a_webhook_waiting_for_the_write_lock_goes_before_the_worker_until_the_worker_waited_too_long(
+        store: Store, deferred_for: float | None, order: list[str]) -> None:
+    """The worker waits for the lock first, the webhook later: the webhook writes first, so its sender
+    waits for at most the one transaction in progress; but a worker deferred for `max_defer_seconds`
+    goes next, so a storm of webhooks never stops delivery."""
     if store.write_gate is None:
         pytest.skip("the write gate orders SQLite's writers; PostgreSQL has row locks")
     gate = store.write_gate
+    gate.max_defer_seconds = 60.0 if deferred_for is None else deferred_for
     with store.transaction() as session:
         session.execute(text("CREATE TABLE turn (id INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT)"))
     release = threading.Event()
@@ -69,8 +76,7 @@ def test_a_webhook_waiting_for_the_write_lock_goes_before_the_worker(store: Stor
     for thread in (holder, *threads):
         thread.join(timeout=20)
     with store.transaction() as session:
-        order = [row[0] for row in session.execute(text("SELECT who FROM turn ORDER BY id"))]
-    assert order == ["holder", "webhook", "worker"]
+        assert [row[0] for row in session.execute(text("SELECT who FROM turn ORDER BY id"))] == order
 
 
 def test_a_thread_may_open_a_transaction_inside_its_own(store: Store) -> None:

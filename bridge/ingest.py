@@ -39,31 +39,45 @@ def store_changes(runtime: Runtime, changes: Sequence[Change], *, cursor: tuple[
     `observed_at` is when the state the changes carry was read (a poll's start): a snapshot read before
     the bridge's own last write to that record may be stale, and the engine treats it so.
     """
+    (result,) = store_groups(runtime, [changes], cursor=cursor, observed_at=observed_at)
+    return result
+
+
+def store_groups(runtime: Runtime, groups: Sequence[Sequence[Change]], *, cursor: tuple[str, str] | None = None,
+                 observed_at: datetime | None = None) -> list[IngestResult]:
+    """Commit several requests' changes in one transaction (group commit); one result per group."""
     observed_at = observed_at or runtime.clock()
     with runtime.store.transaction() as session:
-        stored = []
-        for change in changes:
-            values = {
-                "connection": change.connection, "event_id": change.event_id, "event_type": change.event_type,
-                "record_key": f"{change.connection}:{change.record_id}", "change": dumps(change.to_dict()),
-                "status": "pending", "received_at": runtime.clock(), "observed_at": observed_at,
-            }
-            if runtime.store.insert_ignore(session, InboxEvent, values):
-                stored.append((change, values["record_key"]))
+        stored: list[list[tuple[Change, str]]] = []
+        for changes in groups:
+            kept = []
+            for change in changes:
+                values = {
+                    "connection": change.connection, "event_id": change.event_id, "event_type": change.event_type,
+                    "record_key": f"{change.connection}:{change.record_id}", "change": dumps(change.to_dict()),
+                    "status": "pending", "received_at": runtime.clock(), "observed_at": observed_at,
+                }
+                if runtime.store.insert_ignore(session, InboxEvent, values):
+                    kept.append((change, values["record_key"]))
+            stored.append(kept)
         if cursor is not None:
             runtime.store.set_cursor(session, *cursor)
         # The audit entries after every insert: an insert may wait for another transaction's insert of
         # the same event (a webhook and a poll, two replicas), and it must not wait holding the audit
         # chain's lock, which that other transaction needs to finish (a deadlock on PostgreSQL).
-        for change, record_key in stored:
-            audit.append(runtime.store, session, "event.received", record_key,
-                         {"event_id": change.event_id, "event_type": change.event_type, "via": change.via})
-    accepted, duplicates = len(stored), len(changes) - len(stored)
-    if accepted:
-        runtime.metrics.events_received.labels(changes[0].connection, changes[0].via).inc(accepted)
-    if duplicates:
-        runtime.metrics.events_duplicate.labels(changes[0].connection).inc(duplicates)
-    return IngestResult(accepted, duplicates)
+        for kept in stored:
+            for change, record_key in kept:
+                audit.append(runtime.store, session, "event.received", record_key,
+                             {"event_id": change.event_id, "event_type": change.event_type, "via": change.via})
+    results = []
+    for changes, kept in zip(groups, stored, strict=True):
+        accepted, duplicates = len(kept), len(changes) - len(kept)
+        if accepted:
+            runtime.metrics.events_received.labels(changes[0].connection, changes[0].via).inc(accepted)
+        if duplicates:
+            runtime.metrics.events_duplicate.labels(changes[0].connection).inc(duplicates)
+        results.append(IngestResult(accepted, duplicates))
+    return results
 
 
 def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapping[str, str]) -> IngestResult:
@@ -89,8 +103,9 @@ def ingest_webhook(runtime: Runtime, connection: str, body: bytes, headers: Mapp
             keep_rejected(runtime, connection, body, str(exc))
         raise
     with runtime.store.answering():  # the sender waits for our 2xx: before the worker's next transaction
-        try:
-            stored = retry_transient(lambda: store_changes(runtime, changes))
+        try:  # with the webhooks that arrive meanwhile, in one transaction
+            stored = runtime.webhook_commits.submit(
+                changes, lambda groups: retry_transient(lambda: store_groups(runtime, groups)))
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -6,18 +6,19 @@ and tests can build one around simulators and a throwaway database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.breakers import Breakers
 from bridge.config import SECRET_KEYS, Config
 from bridge.config_limits import limits_of
 from bridge.errors import ConfigError, ConfigProblem
+from bridge.group_commit import GroupCommit
 from bridge.http import build_session
 from bridge.metrics import Metrics
-from bridge.model import utcnow
+from bridge.model import Change, utcnow
 from bridge.ratelimit import RateLimiter
 from bridge.registry import build_connector
 from bridge.routing import Route, compile_routes
@@ -25,6 +26,9 @@ from bridge.secrets import SecretResolutionError, resolve_secret
 from bridge.store import Store
 from compliance.settings import ComplianceSettings, settings_from
 from connectors.base import Connector
+
+if TYPE_CHECKING:
+    from bridge.ingest import IngestResult
 
 LABELS = {"servicenow": "ServiceNow", "pagerduty": "PagerDuty", "jsm": "Jira Service Management",
           "rootly": "Rootly", "incidentio": "incident.io", "opsgenie": "Opsgenie", "squadcast": "Squadcast",
@@ -84,6 +88,8 @@ class Runtime:
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
     #: Each connection's circuit breaker, asked before every op and poll (`bridge.breakers`).
     breakers: Breakers = field(init=False)
+    #: Webhooks that arrive together are stored in one transaction (`bridge.ingest.ingest_webhook`).
+    webhook_commits: GroupCommit[Sequence[Change], IngestResult] = field(default_factory=GroupCommit)
 
     def __post_init__(self) -> None:
         self.breakers = Breakers(self.store, configs={name: limits_of(connection)[2] for name, connection

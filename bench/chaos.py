@@ -139,11 +139,14 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         killer.stop()
         progress(f"killing stopped after {killer.done_kills} kills; waiting for convergence")
         converged_at = wait_converged(world, store, scenario, timeout=args.timeout, progress=progress)
+        unsettled = [] if converged_at is not None else \
+            convergence_problems(world, _StoreOnly(store), scenario)  # type: ignore[arg-type]
         exits = [replica.terminate() for replica in replicas]
         progress("replicas stopped; judging")
         verdict = judge(world, scenario, store)
         figures = figures_of(world, store, scenario, balancer, killer, replicas, exits)
-        figures.update(converged=converged_at is not None, seconds=round(time.monotonic() - started, 1),
+        figures.update(converged=converged_at is not None, unsettled=unsettled,
+                       seconds=round(time.monotonic() - started, 1),
                        seconds_to_converge=converged_at, database="sqlite" if store.is_sqlite else "postgresql",
                        faults=FAULTS, rate_limit_per_minute=RATE_LIMIT_PER_MINUTE)
     finally:

@@ -106,6 +106,11 @@ def print_report(result: dict[str, Any]) -> None:
             console.print(f"{kind}: {line}", highlight=False, markup=False)
         if len(details) > SHOWN:
             console.print(f"{kind}: ... and {len(details) - SHOWN} more (--json has them all)", highlight=False)
+    unsettled = figures.get("unsettled") or []
+    for problem in unsettled[:SHOWN]:  # why converged=no: what the three systems still disagree on
+        console.print(f"not converged: {problem}", highlight=False, markup=False)
+    if len(unsettled) > SHOWN:
+        console.print(f"not converged: ... and {len(unsettled) - SHOWN} more (--json has them all)", highlight=False)
     for error in figures["dead_letter_errors"]:
         console.print(f"dead letter: {error}", highlight=False, markup=False)
     for error in result["restart_failures"]:

@@ -265,8 +265,9 @@ class Store:
 
     def answering(self) -> AbstractContextManager[None]:
         """Transactions of this thread answer someone who waits (a webhook's sender): on SQLite they take
-        the write lock before any other thread's that waits for it, so ingest latency is at most one
-        transaction of the worker's, not a queue of them."""
+        the write lock before any other thread's that waits for it, unless that one has waited 50 ms
+        already (`_WriteGate.max_defer_seconds`), so a webhook waits for at most one transaction of the
+        worker's, not a queue of them, and a storm of webhooks never stops the worker."""
         return _marked("answering")
 
     def background(self) -> AbstractContextManager[None]:

@@ -11,16 +11,15 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-import bridge.audit
-import bridge.audit_verify
 import bridge.engine
-import bridge.store
+from bridge import audit
+from bridge.audit_verify import verify_store
 from bridge.engine import process_inbox
 from bridge.ingest import IngestResult, poll_connection, store_changes
 from bridge.model import Change
 from bridge.outbox import deliver_due
 from bridge.status import queue_depths
-from bridge.store import DeadLetter
+from bridge.store import DeadLetter, InboxEvent
 from tests.conftest import wait_until
 from tests.e2e.conftest import World
 from tests.test_store_transactions import aborted
@@ -68,7 +67,7 @@ def test_two_transactions_storing_the_same_event_do_not_deadlock_on_the_audit_ch
         if runtime.store.is_sqlite:
             pytest.skip("SQLite has one writer at a time: no two transactions can wait for each other")
         first = Session(runtime.store.engine)
-        runtime.store.insert_ignore(first, bridge.store.InboxEvent, {  # stored, not committed yet
+        runtime.store.insert_ignore(first, InboxEvent, {  # stored, not committed yet
             "connection": "pagerduty", "event_id": "E-shared", "event_type": "incident.annotated",
             "record_key": "pagerduty:P1", "change": "{}", "status": "pending",
             "received_at": runtime.clock(), "observed_at": runtime.clock()})
@@ -86,11 +85,11 @@ def test_two_transactions_storing_the_same_event_do_not_deadlock_on_the_audit_ch
             wait_until(lambda: observer.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()")).scalar(), message="the second insert to wait for the first")
-        bridge.audit.append(runtime.store, first, "event.received", "pagerduty:P1", {"event_id": "E-shared"})
+        audit.append(runtime.store, first, "event.received", "pagerduty:P1", {"event_id": "E-shared"})
         first.commit()
         first.close()
         thread.join(timeout=30)
         assert outcome["second"] == IngestResult(accepted=1, duplicates=1)
-        assert bridge.audit_verify.verify_store(runtime.store).ok
+        assert verify_store(runtime.store).ok
     finally:
         runtime.store.dispose()

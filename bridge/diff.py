@@ -14,7 +14,7 @@ event announcing that change is recognised through the link's ``pending_echo`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -224,6 +224,25 @@ def plan_desk_change(mapping: CompiledMapping, *, ticket: Ticket, entries: tuple
                                                     "entry_id": entry.id}))
     decision = "back" if ops else ("echo" if echoes else "no-change")
     return Plan(decision, ops, echoes=echoes, seen_entries=fresh, conflicts=conflicts)
+
+
+def state_news_only(mapping: CompiledMapping, ticket: Ticket,
+                    target_seen: Mapping[str, Any]) -> tuple[Ticket, PlannedOp | None]:
+    """A snapshot whose state decision counts although it was read before the bridge's last write (a
+    late desk decision), seen as only that decision: every other field is shown as the bridge last saw
+    it. Its other values may be from before that write (a priority the bridge has just replaced) and
+    must not flow back as desk edits; where they differ, the ticket is read again (the refresh returned)
+    and that fresh read decides, as for a stale snapshot.
+    """
+    state_field = mapping.back.state_field
+    held = {name: target_seen[name] for name, value in ticket.fields.items()
+            if name != state_field and name in target_seen and isinstance(target_seen[name], str)
+            and target_seen[name] != value}
+    if not held:
+        return ticket, None
+    view = replace(ticket, fields={**ticket.fields, **held})
+    reason = f"{', '.join(sorted(held))} read before the bridge's last write"
+    return view, PlannedOp("target", "refresh", {"reason": reason})
 
 
 def _reassignment(back: Any, *, ticket: Ticket, target_seen: Mapping[str, str]) -> list[PlannedOp]:

@@ -30,6 +30,7 @@ from bridge.diff import (
     plan_create,
     plan_desk_change,
     plan_source_update,
+    state_news_only,
     whole_second,
 )
 from bridge.errors import MappingError
@@ -237,8 +238,9 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         raised = [_raise_from_desk(runtime, session, route, change, row) for route in runtime.routes
                   if route.enabled and route.target == change.connection and route.raises(ticket.fields)]
         return raised or [{"route": "-", "decision": "ignored", "reason": f"ticket {ticket.number} is not linked"}]
-    results = []
+    results, snapshot = [], ticket
     for link in links:
+        ticket = snapshot
         route = runtime.route(link.route)
         if route is None:
             results.append({"route": link.route, "decision": "ignored", "reason": "route no longer configured"})
@@ -251,6 +253,9 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
         late_decision = read_before_write and _decided_after(
             ticket, target_written, runtime.integration_user(change.connection), route.mapping.back.state_field)
         stale = read_before_write and not late_decision
+        refresh = None
+        if late_decision:  # only its state is news: its other fields may predate the bridge's write
+            ticket, refresh = state_news_only(route.mapping, ticket, target_seen)
         source_state = link.load("source_state")
         times = FieldTimes(link.load("field_times"))
         plan = plan_desk_change(route.mapping, ticket=ticket, entries=change.entries, target_seen=target_seen,
@@ -260,6 +265,9 @@ def _process_desk_change(runtime: Runtime, session: Session, change: Change, row
                                 written_at=_aware(written) if written else None, target_written=target_written)
         if late_decision and any(op.op == "transition" for op in plan.ops):
             _restore_desk_state(plan, route, ticket)
+        if refresh is not None:
+            plan.ops.append(refresh)
+            plan.decision = "back"
         if runtime.connectors[route.source].is_chat:
             _announce_instead(plan, route, ticket, target_seen, target_written, stale=stale)
         link.save("field_times", times.data)

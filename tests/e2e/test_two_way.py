@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,24 @@ map = { "1" = "P1", "2" = "P3", "3" = "P5" }
 """
 
 
+class SiteClock:
+    """The JSM site's clock: real time, moved on by `ahead` to let a desk action happen "later" without
+    sleeping (the bridge's own clock is not moved: the site is then that much ahead of it)."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
 @dataclass
 class Desks:
     pd: PagerDutySimulator
     sn: ServiceNowSimulator
     jsm: JsmSimulator
     config_path: Path
+    jsm_clock: SiteClock
 
     def runtime(self) -> Runtime:
         runtime = Runtime.build(load_config(self.config_path))
@@ -83,13 +96,14 @@ def desks(tmp_path: Path) -> Iterator[Desks]:
     fresh_store(tmp_path).dispose()
     pd = PagerDutySimulator(token=TOKEN, webhook_secret=SECRET, faults=Faults(seed=3), rate_limit=100_000).start()
     sn = ServiceNowSimulator(users={USER: PASSWORD}, faults=Faults(seed=4)).start()
-    jsm = JsmSimulator(users={JIRA_USER: JIRA_TOKEN}, faults=Faults(seed=5)).start()
+    jsm_clock = SiteClock()
+    jsm = JsmSimulator(users={JIRA_USER: JIRA_TOKEN}, faults=Faults(seed=5), clock=jsm_clock).start()
     path = write_config(tmp_path, pd.url, sn.url, port=free_port(), db_url=database_url(tmp_path),
                         extra=SN_TWO_WAY + JSM.format(url=jsm.url))
     (tmp_path / "secrets" / "jira-email").write_text(JIRA_USER)
     (tmp_path / "secrets" / "jira-token").write_text(JIRA_TOKEN)
     try:
-        yield Desks(pd, sn, jsm, path)
+        yield Desks(pd, sn, jsm, path, jsm_clock)
     finally:
         pd.stop()
         sn.stop()
@@ -196,6 +210,41 @@ def test_concurrent_edits_of_a_two_way_field_later_writer_wins_and_is_audited(de
     final_priority = desks.pd.incident(incident)["priority"]["name"]
     assert {"1": "P1", "2": "P3", "3": "P5"}[final_urgency] == final_priority or \
         (final_urgency == "1" and final_priority in ("P1", "P2"))
+    runtime.store.dispose()
+
+
+def test_a_poll_read_before_a_bridge_write_flows_back_the_desk_resolve_but_not_its_old_priority(
+        desks: Desks) -> None:
+    """Found by bench/chaos.py (500 lifecycles, 3 replicas): a JSM poll read an issue just before the
+    bridge wrote a new priority on it, and was processed after that write was recorded. The snapshot held
+    an agent's resolve, made after the PagerDuty change the write carried: a desk decision that counts.
+    It also held the priority from before the write, which flowed back to PagerDuty as if an agent had set
+    it: PagerDuty went back to P3 while JSM kept High, and the two never converged again."""
+    from bridge.daemon import safe_poll, work_until_idle
+    from bridge.ingest import store_changes
+
+    incident = desks.pd.trigger("Search", "Index lag", user="alice", priority="P3")
+    runtime = desks.runtime()
+    settle(runtime)
+    issue = desks.issue(incident)
+    assert issue["fields"]["priority"]["name"] == "Medium"
+    desks.pd.set_priority(incident, "P2", user="alice")
+    assert safe_poll(runtime, "pagerduty") is None  # the bridge has the change, not yet written to JSM
+    desks.jsm_clock.ahead = timedelta(seconds=2)
+    desks.jsm.desk_transition(issue["key"], "Resolve", user=AGENT)  # the agent decides 2 s after it
+
+    read_at = datetime.now(UTC)  # a poll reads the resolved issue, still at Medium...
+    (snapshot,) = [change for change in runtime.connectors["jsm"].poll(None, now=read_at).changes
+                   if change.record_id == issue["key"]]
+    work_until_idle(runtime)  # ...while the bridge writes High
+    assert desks.issue(incident)["fields"]["priority"]["name"] == "High"
+    store_changes(runtime, [snapshot], observed_at=read_at)  # and stores what it read after that write
+    settle(runtime)
+
+    assert desks.pd.incident(incident)["status"] == "resolved"  # the agent's decision flowed back
+    assert desks.pd.incident(incident)["priority"]["name"] == "P2"  # the snapshot's old priority did not
+    assert desks.issue(incident)["fields"]["priority"]["name"] == "High"
+    assert desks.issue(incident)["fields"]["status"]["name"] == "Resolved"
     runtime.store.dispose()
 
 

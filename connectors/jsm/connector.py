@@ -398,7 +398,8 @@ class JsmConnector(Connector):
 
     def get(self, record_id: str) -> Ticket:
         key = self._checked_key(record_id)
-        issue = self._rest("GET", f"issue/{key}", params={"expand": "changelog"}, what=f"read issue {key}")
+        issue = self._rest("GET", f"issue/{key}", params={"expand": "changelog", "properties": PROPERTY_KEY},
+                           what=f"read issue {key}")
         return self._ticket(issue, what=f"read issue {key}")
 
     def poll(self, cursor: str | None, *, now: datetime) -> PollResult:
@@ -411,7 +412,7 @@ class JsmConnector(Connector):
         jql = f'project = {_quote(self.project)} AND updated >= "{start:%Y-%m-%d %H:%M}"'
         jql += f" AND ({self.poll_query})" if self.poll_query else ""
         issues = self._search_all(jql + " ORDER BY updated ASC", fields=["*all"], expand="changelog",
-                                  what="poll changed issues")
+                                  properties=PROPERTY_KEY, what="poll changed issues")
         changes: list[Change] = []
         for issue in issues:
             try:
@@ -422,17 +423,18 @@ class JsmConnector(Connector):
         return PollResult(changes=changes, cursor=issue_changes_cursor(issues, cursor or format_jira_time(since)))
 
     def _search(self, jql: str, *, fields: list[str], what: str, size: int | None = None, expand: str | None = None,
-                token: str | None = None) -> dict[str, Any]:
+                token: str | None = None, properties: str | None = None) -> dict[str, Any]:
         return self._wire(what, lambda: self.client.enhanced_search_issues(
             jql, nextPageToken=token, maxResults=size or self.page_size, fields=list(fields), expand=expand,
-            json_result=True))
+            properties=properties, json_result=True))
 
-    def _search_all(self, jql: str, *, fields: list[str], what: str, expand: str | None = None) -> list[dict[str, Any]]:
+    def _search_all(self, jql: str, *, fields: list[str], what: str, expand: str | None = None,
+                    properties: str | None = None) -> list[dict[str, Any]]:
         """Every issue matching `jql`, following ``nextPageToken`` until ``isLast``."""
         issues: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = self._search(jql, fields=fields, what=what, expand=expand, token=token)
+            page = self._search(jql, fields=fields, what=what, expand=expand, token=token, properties=properties)
             issues.extend(page.get("issues") or [])
             token = page.get("nextPageToken")
             if page.get("isLast", True) or not token:

@@ -130,6 +130,11 @@ def normalise_ticket(issue: Mapping[str, Any], *, connection: str, site_url: str
     for name, value in raw.items():
         if name.startswith("customfield_"):
             fields[name] = flat(value)
+    marker = (issue.get("properties") or {}).get(PROPERTY_KEY)
+    if isinstance(marker, Mapping) and marker.get("correlation_id"):
+        # Which incident the issue belongs to, when the read asked for the bridge's entity property: a desk
+        # change seen before the bridge recorded its create then waits for that link instead of being lost.
+        fields["correlation_id"] = flat(marker["correlation_id"])
     updated = raw.get("updated") or raw.get("created")
     if not updated:
         raise ValueError(f"issue {key} has no 'updated' time")

@@ -8,12 +8,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
 from sqlmodel import Session, select
 
 from bridge.config import load_config
 from bridge.daemon import sync_once
+from bridge.engine import process_inbox
+from bridge.ingest import poll_connection
 from bridge.runtime import Runtime
 from bridge.store import AuditEntry, OutboxOp
 from connectors.jsm.simulator import JsmSimulator
@@ -244,6 +249,39 @@ def test_a_poll_read_before_a_bridge_write_flows_back_the_desk_resolve_but_not_i
     assert desks.pd.incident(incident)["status"] == "resolved"  # the agent's decision flowed back
     assert desks.pd.incident(incident)["priority"]["name"] == "P2"  # the snapshot's old priority did not
     assert desks.issue(incident)["fields"]["priority"]["name"] == "High"
+    assert desks.issue(incident)["fields"]["status"]["name"] == "Resolved"
+    runtime.store.dispose()
+
+
+class JsmAgentActsBeforeTheCreateIsRecorded(HTTPAdapter):
+    """The issue is created; before the bridge has recorded it, an agent resolves it and a JSM poll is
+    taken in and processed (the bridge has no link to the issue yet)."""
+
+    def __init__(self, desks: Desks, runtime: Runtime) -> None:
+        super().__init__()
+        self.desks, self.runtime, self.done = desks, runtime, False
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = super().send(request, **kwargs)
+        if request.method == "POST" and str(request.url).endswith("/remotelink") and not self.done:
+            self.done = True  # the create's last call: the link back to the incident
+            self.desks.jsm.desk_transition(str(request.url).split("/")[-2], "Resolve", user=AGENT)
+            poll_connection(self.runtime, "jsm")
+            process_inbox(self.runtime)
+        return response
+
+
+def test_a_jsm_change_seen_before_the_create_is_recorded_waits_for_the_link_and_flows_back(desks: Desks) -> None:
+    """JSM issues carry their incident in the bridge's entity property, which polls and reads now ask for:
+    such a change waits for the create to be recorded, instead of being dropped as "not linked" (the
+    agent's resolve never reached PagerDuty)."""
+    runtime = desks.runtime()
+    wire = JsmAgentActsBeforeTheCreateIsRecorded(desks, runtime)
+    runtime.connectors["jsm"].session.mount("http://", wire)  # type: ignore[attr-defined]
+    incident = desks.pd.trigger("Search", "Index lag", user="alice", priority="P3")
+    settle(runtime)
+    assert wire.done
+    assert desks.pd.incident(incident)["status"] == "resolved"
     assert desks.issue(incident)["fields"]["status"]["name"] == "Resolved"
     runtime.store.dispose()
 

@@ -47,6 +47,11 @@ class DemoSource:
     #: connector's own normaliser: what the mapping engine sees of the incident now (None: chat, no record).
     canonical: Callable[[dict[str, Any], str], Incident] | None = None
 
+    @property
+    def takes_token(self) -> bool:
+        """Whether the bridge calls the tool with an API token (Teams takes none: it posts to Workflows URLs)."""
+        return "file:secrets/source-token" in self.connection
+
     def start(self, token: str, secret: str, faults: Faults | None = None, **where: Any) -> Any:
         """Start the simulator accepting `token` and signing with `secret` (`where`: host, port, webhook_url)."""
         return self.simulator(token, secret, faults or Faults(), **where).start()

@@ -62,7 +62,7 @@ def _source(name: str, *, host: str, port: int, webhook_url: str | None, token: 
     secret = secret or source.make_secret()
     sim = source.start(token, secret, host=host, port=port, webhook_url=webhook_url)
     lines = [f"{source.label} simulator: {sim.url}",
-             f"  API token:          {token}",
+             *([f"  API token:          {token}"] if source.takes_token else []),
              f"  webhook secret:     {secret}",
              f"  webhooks to:        {webhook_url or '(none: pass --webhook-url)'}", *source.sandbox_lines(sim)]
     if name == "pagerduty":

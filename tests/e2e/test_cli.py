@@ -186,6 +186,9 @@ def test_sandbox_starts_any_responder_tool_with_the_given_token() -> None:
         answer = requests.post(f"{web_api}/auth.test", headers={"Authorization": "Bearer tok-456"}, timeout=5).json()
         assert answer["ok"] is True
         assert requests.post(f"{web_api}/auth.test", timeout=5).json() == {"ok": False, "error": "not_authed"}
+        # Teams is called with no API token (the bridge posts to each channel's Workflows URL): none shown.
+        teams = "".join(lines).split("Microsoft Teams simulator:")[1].split(" simulator:")[0]
+        assert "security token" in teams and "API token" not in teams
         for label, path, credential in SANDBOX_PROBES.values():
             assert requests.get(urls[label] + path, headers=credential, timeout=5).status_code == 200, label
             assert requests.get(urls[label] + path, timeout=5).status_code in (401, 403), label

@@ -127,8 +127,17 @@ def keep_rejected(runtime: Runtime, connection: str, body: bytes, reason: str) -
     runtime.metrics.dead_letters.labels("webhook").inc()
 
 
-def poll_connection(runtime: Runtime, connection: str) -> IngestResult:
-    """One poll of `connection` since its cursor; changes and the new cursor are committed together."""
+#: Changes of one poll stored per transaction. A catch-up poll (a daemon back after an outage) can bring
+#: thousands; stored at once, they held the write lock long enough for webhooks to wait tens of seconds.
+POLL_CHUNK = 500
+
+
+def poll_connection(runtime: Runtime, connection: str, *, chunk: int = POLL_CHUNK) -> IngestResult:
+    """One poll of `connection` since its cursor, stored `chunk` changes per transaction.
+
+    The new cursor is committed with the last chunk only: should the bridge stop in between, the next
+    poll reads the same changes again, and the inbox drops those already stored (by event id).
+    """
     connector = runtime.connectors[connection]
     name = f"poll:{connection}"
     started = runtime.clock()
@@ -139,7 +148,14 @@ def poll_connection(runtime: Runtime, connection: str) -> IngestResult:
             with runtime.store.transaction() as session:
                 runtime.store.set_cursor(session, *cursor)
         return IngestResult(0, 0)
-    return store_changes(runtime, list(result.changes), cursor=cursor, observed_at=started)
+    changes = list(result.changes)
+    accepted = duplicates = 0
+    for start in range(0, len(changes), chunk):
+        last = start + chunk >= len(changes)
+        stored = store_changes(runtime, changes[start:start + chunk], cursor=cursor if last else None,
+                               observed_at=started)
+        accepted, duplicates = accepted + stored.accepted, duplicates + stored.duplicates
+    return IngestResult(accepted, duplicates)
 
 
 def describe(body: bytes) -> str:

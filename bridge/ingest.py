@@ -128,7 +128,8 @@ def keep_rejected(runtime: Runtime, connection: str, body: bytes, reason: str) -
 
 
 #: Changes of one poll stored per transaction. A catch-up poll (a daemon back after an outage) can bring
-#: thousands; stored at once, they held the write lock long enough for webhooks to wait tens of seconds.
+#: thousands; stored in one transaction, they would hold the write lock, and every webhook waiting for
+#: it, for as long as storing all of them takes.
 POLL_CHUNK = 500
 
 
